@@ -1,0 +1,64 @@
+"""Atomic checkpoints: written to a temporary file in the same folder, then renamed."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amorctl.errors import CheckpointError
+
+_NAME = re.compile(r"step_(\d+)\.pt$")
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    return directory / f"step_{step:09d}.pt"
+
+
+def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write ``state`` as ``step_<step>.pt`` atomically and keep only the ``keep`` newest files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(directory, step)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    for old in list_checkpoints(directory)[:-keep]:
+        old.unlink()
+    return path
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """The checkpoints in ``directory``, oldest step first."""
+    if not directory.is_dir():
+        return []
+    found = [path for path in directory.iterdir() if _NAME.search(path.name)]
+    return sorted(found, key=lambda path: int(_NAME.search(path.name).group(1)))
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, or raise one clear :class:`CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not an amorctl checkpoint ({type(error).__name__})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not an amorctl checkpoint (no step counter)")
+    return state

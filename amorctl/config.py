@@ -1,0 +1,222 @@
+"""Typed run configs: YAML files plus ``dotted.key=value`` overrides, validated at the door.
+
+A config is checked completely before a run writes anything: an unknown key, a value of the
+wrong type or an impossible value raises :class:`~amorctl.errors.ConfigError` with one sentence
+naming the dotted key and what was expected. Schemas are pydantic models; a problem family's
+keys are read from its constructor's signature, so a user-defined family is validated too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+from amorctl.errors import ConfigError
+from amorctl.problems import PROBLEMS, Problem, ProblemArgumentError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Section):
+    """The fully-amortized MLP ŷθ(x) (Definition 2)."""
+
+    hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [256, 256])
+    activation: Literal["relu", "elu", "silu", "tanh"] = "relu"
+    projection: Literal["auto", "none", "tanh"] = "auto"
+    """``auto``: a tanh projection onto the problem's box when it has one, none otherwise."""
+
+
+class LossConfig(Section):
+    """Which amortization loss trains the model."""
+
+    kind: Literal["objective", "regression", "mixed"] = "objective"
+    """``objective`` (eq. 2.10, needs only f), ``regression`` (eq. 2.9, needs y*), or ``mixed``."""
+    regression_weight: float = Field(0.5, ge=0.0, le=1.0)
+    """For ``mixed``: w in (1 − w)·objective + w·regression."""
+
+
+class TrainConfig(Section):
+    steps: PositiveInt = 8000
+    batch_size: PositiveInt = 1024
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: PositiveFloat = 1e-3
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    grad_clip: PositiveFloat | None = None
+    log_every: PositiveInt = 100
+    eval_every: PositiveInt = 1000
+    checkpoint_every: PositiveInt = 2000
+    keep_checkpoints: PositiveInt = 3
+
+
+class EvalConfig(Section):
+    num_contexts: PositiveInt = 256
+    """Held-out contexts, drawn once from ``eval.seed`` (never from the training stream)."""
+    seed: int = 12345
+    timing_repeats: PositiveInt = 5
+
+
+class DirectConfig(Section):
+    """A direct amortization run: train ŷθ on a differentiable problem family."""
+
+    agent: Literal["direct"] = "direct"
+    name: str = "default"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    runs_dir: str = "runs"
+    problem: dict[str, Any] = Field(default_factory=lambda: {"name": "pendulum_mpc"})
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_problem(self) -> DirectConfig:
+        self.problem = validate_problem_section(self.problem)
+        if self.loss.kind != "objective" and PROBLEMS[self.problem["name"]].solve is Problem.solve:
+            raise ValueError(
+                f"loss.kind={self.loss.kind!r} needs y*, but problem {self.problem['name']!r} has no reference solver"
+            )
+        return self
+
+
+AGENT_CONFIGS: dict[str, type[Section]] = {"direct": DirectConfig}
+Config = DirectConfig
+
+
+def validate_problem_section(section: dict[str, Any]) -> dict[str, Any]:
+    """Check ``problem.name`` and the family's keyword arguments; returns them with types coerced."""
+    if "name" not in section:
+        raise ConfigError("config key 'problem.name' is missing; expected one of: " + ", ".join(sorted(PROBLEMS)))
+    name = section["name"]
+    if name not in PROBLEMS:
+        raise ConfigError(f"config key 'problem.name' is {name!r}; expected one of: {', '.join(sorted(PROBLEMS))}")
+    family = PROBLEMS[name]
+    schema = _constructor_schema(family)
+    kwargs = {key: value for key, value in section.items() if key != "name"}
+    try:
+        checked = schema.model_validate(kwargs).model_dump(exclude_unset=True)
+    except pydantic.ValidationError as error:
+        raise ConfigError(_describe(error, prefix="problem")) from None
+    try:
+        family(**checked)
+    except ProblemArgumentError as error:
+        raise ConfigError(
+            f"config key 'problem.{error.argument}' must be {error.expected}, got {error.value!r}"
+        ) from None
+    return {"name": name, **checked}
+
+
+def _constructor_schema(family: type[Problem]) -> type[BaseModel]:
+    """A pydantic model of ``family.__init__``'s keyword arguments (unknown keys forbidden)."""
+    hints = typing.get_type_hints(family.__init__)
+    fields = {}
+    for name, parameter in inspect.signature(family.__init__).parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[name] = (hints.get(name, Any), default)
+    return pydantic.create_model(
+        f"{family.__name__}Config", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Section:
+    """Read a YAML config, apply ``dotted.key=value`` overrides and validate the result.
+
+    ``path=None`` starts from the schema's defaults. Raises :class:`ConfigError` on any problem.
+    """
+    raw = read_yaml(path) if path is not None else {}
+    for override in overrides:
+        apply_override(raw, override)
+    return validate_config(raw)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file, or a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{line}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, not a {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``raw[a][b][c] = value`` for ``"a.b.c=value"``; the value is parsed as YAML."""
+    key, sep, text = override.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {override!r} is not of the form dotted.key=value")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: config key {'.'.join(parts[: depth + 1])!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate_config(raw: dict[str, Any]) -> Section:
+    """Validate a raw mapping into the config of its ``agent`` (default ``direct``)."""
+    agent = raw.get("agent", "direct")
+    if agent not in AGENT_CONFIGS:
+        raise ConfigError(f"config key 'agent' is {agent!r}; expected one of: {', '.join(sorted(AGENT_CONFIGS))}")
+    try:
+        config = AGENT_CONFIGS[agent].model_validate(raw)
+    except pydantic.ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    if getattr(config, "device", "auto") == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'device' is 'cuda', but no CUDA device is available here (use auto or cpu)")
+    return config
+
+
+def to_yaml(config: BaseModel) -> str:
+    """The resolved config as YAML, loadable by :func:`load_config`."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def resolve_device(config: Section) -> torch.device:
+    """``auto`` is CUDA when present, the CPU otherwise."""
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def _describe(error: pydantic.ValidationError, prefix: str = "") -> str:
+    """One sentence for the first validation error: the dotted key and what was expected."""
+    first = error.errors()[0]
+    loc = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        return f"config key {loc!r} is not a known setting"
+    if kind == "missing":
+        return f"config key {loc!r} is required"
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    expected = message[0].lower() + message[1:]
+    expected = expected.removeprefix("input should be ").removeprefix("value error, ")
+    return f"config key {loc!r} must be {expected}, got {first.get('input')!r}"

@@ -1,0 +1,100 @@
+"""Held-out evaluation of an amortization model against the reference solver."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from amorctl.problems import Problem
+
+RELATIVE_GAP_FLOOR = 1e-8
+"""|f*| below this is replaced by it in the relative gap (families whose f* is 0 should read the absolute gap)."""
+
+
+@dataclass
+class ReferenceSet:
+    """Held-out contexts with their reference solutions and how long the solver took for them."""
+
+    contexts: torch.Tensor
+    solutions: torch.Tensor
+    optimal_values: torch.Tensor
+    solver_seconds: float
+
+    @classmethod
+    def build(cls, problem: Problem, num_contexts: int, seed: int, device: torch.device) -> ReferenceSet:
+        """Draw ``num_contexts`` contexts from their own seeded generator and solve them once, timed."""
+        generator = torch.Generator(device=device).manual_seed(seed)
+        contexts = problem.sample_contexts(num_contexts, generator, device)
+        solutions, seconds = timed(lambda: problem.solve(contexts), device)
+        return cls(contexts, solutions, problem.objective(solutions, contexts), seconds)
+
+
+def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float]:
+    """``fn()`` and its wall-clock seconds, synchronising the device around it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start
+
+
+@torch.no_grad()
+def gap_metrics(problem: Problem, predictions: torch.Tensor, reference: ReferenceSet) -> dict[str, float]:
+    """Objective gap f(ŷ) − f*, relative gap (f(ŷ) − f*)/|f*| and distance ‖ŷ − y*‖ on the held-out set."""
+    values = problem.objective(predictions, reference.contexts).double()
+    optimal = reference.optimal_values.double()
+    gap = values - optimal
+    relative = gap / optimal.abs().clamp_min(RELATIVE_GAP_FLOOR)
+    distance = (predictions - reference.solutions).double().norm(dim=-1)
+    return {
+        "objective_mean": values.mean().item(),
+        "optimal_objective_mean": optimal.mean().item(),
+        "objective_gap_mean": gap.mean().item(),
+        "objective_gap_p95": gap.quantile(0.95).item(),
+        "relative_gap_mean": relative.mean().item(),
+        "relative_gap_p95": relative.quantile(0.95).item(),
+        "solution_distance_mean": distance.mean().item(),
+    }
+
+
+@torch.no_grad()
+def evaluate_model(
+    problem: Problem, model: torch.nn.Module, reference: ReferenceSet, timing_repeats: int
+) -> dict[str, float]:
+    """Gap metrics plus seconds per solution for model and solver on the same batch and device.
+
+    The model's time is the median of ``timing_repeats`` forward passes over the whole held-out
+    batch (after one warm-up pass); the solver's is its single timed run in
+    :meth:`ReferenceSet.build`. ``speedup`` is their ratio.
+    """
+    device = reference.contexts.device
+    model.eval()
+    predictions = model(reference.contexts)
+    seconds = [timed(lambda: model(reference.contexts), device)[1] for _ in range(timing_repeats)]
+    model.train()
+    batch = reference.contexts.shape[0]
+    model_seconds = statistics.median(seconds) / batch
+    solver_seconds = reference.solver_seconds / batch
+    return {
+        **gap_metrics(problem, predictions, reference),
+        "model_seconds_per_solution": model_seconds,
+        "solver_seconds_per_solution": solver_seconds,
+        "speedup": solver_seconds / model_seconds,
+        "num_contexts": batch,
+    }
+
+
+def format_table(metrics: dict[str, float]) -> str:
+    """A short two-column table of metrics for the terminal."""
+    width = max(len(key) for key in metrics)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+    for key, value in metrics.items():
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {text}")
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""The problem protocol: a family of parametric optimization problems (Definition 1).
+
+A family fixes the objective f(y; x), the domain Y ⊆ R^n (its ``solution_dim``), the context
+space X ⊆ R^m (its ``context_dim``) and the context distribution p(x). Everything is batched:
+contexts are ``(B, context_dim)`` tensors, solutions ``(B, solution_dim)`` tensors, and the
+objective returns one value per problem, ``(B,)``.
+
+A new family needs nothing but a subclass that implements :meth:`Problem.sample_contexts` and
+:meth:`Problem.objective` (and, where it can, :meth:`Problem.solve`); see README.md.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+class Problem(ABC):
+    """A family of problems argmin_y f(y; x) over contexts x ~ p(x).
+
+    Attributes:
+        context_dim: size m of a context vector x.
+        solution_dim: size n of a solution vector y.
+        bounds: ``(low, high)`` of a box domain Y, or ``None`` when Y = R^n. Models use it to
+            pick a differentiable projection (Definition 4) onto Y.
+        solver_tolerance: the tolerance the reference solver :meth:`solve` is run to, in the
+            family's own measure (stated in each family's docstring).
+    """
+
+    context_dim: int
+    solution_dim: int
+    bounds: tuple[float, float] | None = None
+    solver_tolerance: float | None = None
+
+    @abstractmethod
+    def sample_contexts(
+        self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """Draw ``batch_size`` contexts x ~ p(x) as a ``(batch_size, context_dim)`` tensor.
+
+        All randomness comes from ``generator``, so a seeded generator gives the same contexts.
+        The generator's device decides where the draws happen; the result is on ``device``.
+        """
+
+    @abstractmethod
+    def objective(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """f(y; x) for a batch: ``y`` is ``(B, solution_dim)``, ``x`` is ``(B, context_dim)``.
+
+        Returns a ``(B,)`` tensor, differentiable in ``y`` (and in ``x`` where it makes sense).
+        """
+
+    def solve(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference solution y*(x) for a batch of contexts, ``(B, solution_dim)``.
+
+        Exact where the family has a closed form, an iterative solver run to
+        ``solver_tolerance`` otherwise. Families without a solver raise ``NotImplementedError``;
+        the objective loss (eq. 2.10) still trains on them, the regression loss (eq. 2.9) does not.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no reference solver")
+
+    def gradient(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """∇_y f(y; x) for a batch, ``(B, solution_dim)``, computed with torch.func."""
+        grad_sum = torch.func.grad(lambda yy: self.objective(yy, x).sum())
+        return grad_sum(y)
+
+
+class ProblemArgumentError(ValueError):
+    """An impossible constructor argument of a family, e.g. a non-positive dimension.
+
+    ``argument`` names the constructor argument (config key ``problem.<argument>``) and
+    ``expected`` says in a few words what it must be.
+    """
+
+    def __init__(self, argument: str, expected: str, value: object):
+        self.argument, self.expected, self.value = argument, expected, value
+        super().__init__(f"{argument} must be {expected}, got {value!r}")
+
+
+def require(condition: bool, argument: str, expected: str, value: object) -> None:
+    """Raise :class:`ProblemArgumentError` unless ``condition`` holds (constructor checks)."""
+    if not condition:
+        raise ProblemArgumentError(argument, expected, value)

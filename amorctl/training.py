@@ -1,0 +1,125 @@
+"""The training run: builds everything a config names, trains, logs, checkpoints and evaluates."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from amorctl.agents.direct import DirectAmortization
+from amorctl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from amorctl.config import DirectConfig, resolve_device
+from amorctl.errors import CheckpointError, NonFiniteError
+from amorctl.evaluation import ReferenceSet, evaluate_model, format_table, gap_metrics
+from amorctl.models import FullyAmortizedMLP, TanhBox
+from amorctl.problems import Problem, make_problem
+from amorctl.rundir import RunDir
+
+
+def build_model(config: DirectConfig, problem: Problem) -> FullyAmortizedMLP:
+    """The MLP of ``config.model`` for ``problem``, ending in a tanh projection onto its box if any."""
+    projection = config.model.projection
+    if projection == "auto":
+        projection = "tanh" if problem.bounds is not None else "none"
+    if projection == "tanh" and problem.bounds is None:
+        raise ValueError(f"model.projection='tanh' needs a box domain, but {type(problem).__name__} has none")
+    return FullyAmortizedMLP(
+        problem.context_dim,
+        problem.solution_dim,
+        config.model.hidden_sizes,
+        config.model.activation,
+        TanhBox(*problem.bounds) if projection == "tanh" else None,
+    )
+
+
+def train(config: DirectConfig, run: RunDir, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train the run's model, write checkpoints and ``eval/metrics.json``; returns the final metrics.
+
+    With ``resume=True`` the latest checkpoint in ``run`` is loaded first and training continues
+    from its step with the same random streams. A NaN or Inf loss or parameter raises
+    :class:`NonFiniteError` naming the step and the quantity, leaving the last good checkpoint.
+    """
+    device = resolve_device(config)
+    torch.manual_seed(config.seed)
+    problem = make_problem(**config.problem)
+    model = build_model(config, problem).to(device)
+    learner = DirectAmortization(
+        problem,
+        model,
+        loss=config.loss.kind,
+        regression_weight=config.loss.regression_weight,
+        optimizer=config.train.optimizer,
+        lr=config.train.lr,
+        weight_decay=config.train.weight_decay,
+        lr_schedule=config.train.lr_schedule,
+        total_steps=config.train.steps,
+        batch_size=config.train.batch_size,
+        grad_clip=config.train.grad_clip,
+        seed=config.seed,
+        device=device,
+    )
+    last_checkpoint = None
+    if resume:
+        last_checkpoint = latest_checkpoint(run.checkpoints)
+        if last_checkpoint is None:
+            raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to resume from")
+        learner.load_state_dict(load_checkpoint(last_checkpoint, map_location=device))
+
+    reference = ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, device)
+    writer = SummaryWriter(str(run.events), purge_step=learner.step if resume else None)
+    progress = tqdm(
+        total=config.train.steps, initial=learner.step, desc=config.name, disable=not show_progress, dynamic_ncols=True
+    )
+    window_start, window_steps, last_gap = time.perf_counter(), 0, float("nan")
+    try:
+        while learner.step < config.train.steps:
+            loss = learner.train_step()
+            step = learner.step
+            window_steps += 1
+            check_finite(loss, model, step, last_checkpoint)
+            if step % config.train.log_every == 0 or step == config.train.steps:
+                elapsed = time.perf_counter() - window_start
+                writer.add_scalar("loss/train", loss.item(), step)
+                writer.add_scalar("train/lr", learner.lr, step)
+                writer.add_scalar("perf/steps_per_second", window_steps / elapsed, step)
+                window_start, window_steps = time.perf_counter(), 0
+                progress.set_postfix(loss=f"{loss.item():.4g}", gap=f"{last_gap:.3g}")
+            if step % config.train.eval_every == 0 or step == config.train.steps:
+                model.eval()
+                with torch.no_grad():
+                    metrics = gap_metrics(problem, model(reference.contexts), reference)
+                model.train()
+                last_gap = metrics["relative_gap_mean"]
+                writer.add_scalar("eval/objective_gap", metrics["objective_gap_mean"], step)
+                writer.add_scalar("eval/relative_gap", metrics["relative_gap_mean"], step)
+                writer.add_scalar("eval/solution_distance", metrics["solution_distance_mean"], step)
+                progress.set_postfix(loss=f"{loss.item():.4g}", gap=f"{last_gap:.3g}")
+            if step % config.train.checkpoint_every == 0 or step == config.train.steps:
+                last_checkpoint = save_checkpoint(run.checkpoints, step, learner.state_dict(), config.train.keep_checkpoints)
+            progress.update(1)
+    finally:
+        progress.close()
+        writer.flush()
+
+    metrics = {"step": learner.step, **evaluate_model(problem, model, reference, config.eval.timing_repeats)}
+    for key in ("objective_gap_mean", "relative_gap_mean", "speedup"):
+        writer.add_scalar(f"final/{key}", metrics[key], learner.step)
+    writer.close()
+    run.write_metrics(metrics)
+    print(format_table(metrics))
+    return metrics
+
+
+def check_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, last_checkpoint) -> None:
+    """Raise :class:`NonFiniteError` if the loss or any parameter is NaN or infinite."""
+    kept = f"the last good checkpoint is {str(last_checkpoint)!r}" if last_checkpoint else "no checkpoint was written yet"
+    if not bool(torch.isfinite(loss)):
+        raise NonFiniteError(f"loss/train became {loss.item()} at step {step}; training stopped and {kept}")
+    parameters = dict(model.named_parameters())
+    finite = torch.stack([torch.isfinite(p).all() for p in parameters.values()])
+    if not bool(finite.all()):
+        name = list(parameters)[int((~finite).nonzero()[0])]
+        raise NonFiniteError(f"parameter {name!r} became non-finite at step {step}; training stopped and {kept}")

@@ -1,0 +1,1 @@
+"""MDP views of problems and control tasks, installed as ``amorctl.envs``."""
