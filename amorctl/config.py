@@ -19,7 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from amorctl.errors import ConfigError
-from amorctl.problems import PROBLEMS, Problem, ProblemArgumentError
+from amorctl.problems import PROBLEMS, Problem, ProblemArgumentError, make_problem
+
+DEFAULT_PROBLEM = "pendulum_mpc"
+"""The family of a config whose ``problem`` section names none."""
 
 
 class Section(BaseModel):
@@ -75,7 +78,8 @@ class DirectConfig(Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     runs_dir: str = "runs"
-    problem: dict[str, Any] = Field(default_factory=lambda: {"name": "pendulum_mpc"})
+    problem: dict[str, Any] = Field(default_factory=lambda: {"name": DEFAULT_PROBLEM})
+    """The family's ``name`` (default ``pendulum_mpc``) and its constructor's keyword arguments."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -83,11 +87,12 @@ class DirectConfig(Section):
 
     @model_validator(mode="after")
     def _check_problem(self) -> DirectConfig:
-        self.problem = validate_problem_section(self.problem)
-        if self.loss.kind != "objective" and PROBLEMS[self.problem["name"]].solve is Problem.solve:
-            raise ValueError(
-                f"loss.kind={self.loss.kind!r} needs y*, but problem {self.problem['name']!r} has no reference solver"
-            )
+        self.problem = validate_problem_section({"name": DEFAULT_PROBLEM, **self.problem})
+        name = self.problem["name"]
+        if self.loss.kind != "objective" and PROBLEMS[name].solve is Problem.solve:
+            raise ValueError(f"loss.kind={self.loss.kind!r} needs y*, but problem {name!r} has no reference solver")
+        if self.model.projection == "tanh" and make_problem(**self.problem).bounds is None:
+            raise ValueError(f"model.projection='tanh' needs a box domain, but problem {name!r} has none")
         return self
 
 

@@ -1,4 +1,9 @@
-"""Held-out evaluation of an amortization model against the reference solver."""
+"""Held-out evaluation of an amortization model against the reference solver.
+
+A family without a reference solver (its :meth:`~amorctl.problems.Problem.solve` raises
+``NotImplementedError``) is still evaluated: on the objective alone, without gaps, distances or
+speedup.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +17,37 @@ import torch
 from amorctl.problems import Problem
 
 RELATIVE_GAP_FLOOR = 1e-8
-"""|f*| below this is replaced by it in the relative gap (families whose f* is 0 should read the absolute gap)."""
+"""Relative gaps are reported only when every held-out |f*| exceeds this (not for f* = 0 families)."""
 
 
 @dataclass
 class ReferenceSet:
-    """Held-out contexts with their reference solutions and how long the solver took for them."""
+    """Held-out contexts with their reference solutions and how long the solver took for them.
+
+    ``solutions``, ``optimal_values`` and ``solver_seconds`` are ``None`` when the family has no
+    reference solver.
+    """
 
     contexts: torch.Tensor
-    solutions: torch.Tensor
-    optimal_values: torch.Tensor
-    solver_seconds: float
+    solutions: torch.Tensor | None
+    optimal_values: torch.Tensor | None
+    solver_seconds: float | None
 
     @classmethod
     def build(cls, problem: Problem, num_contexts: int, seed: int, device: torch.device) -> ReferenceSet:
         """Draw ``num_contexts`` contexts from their own seeded generator and solve them once, timed."""
         generator = torch.Generator(device=device).manual_seed(seed)
         contexts = problem.sample_contexts(num_contexts, generator, device)
-        solutions, seconds = timed(lambda: problem.solve(contexts), device)
+        try:
+            solutions, seconds = timed(lambda: problem.solve(contexts), device)
+        except NotImplementedError:
+            return cls(contexts, None, None, None)
         return cls(contexts, solutions, problem.objective(solutions, contexts), seconds)
+
+    @property
+    def solved(self) -> bool:
+        """Whether reference solutions are known (the family has a solver)."""
+        return self.solutions is not None
 
 
 def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float]:
@@ -46,21 +63,28 @@ def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.T
 
 @torch.no_grad()
 def gap_metrics(problem: Problem, predictions: torch.Tensor, reference: ReferenceSet) -> dict[str, float]:
-    """Objective gap f(ŷ) − f*, relative gap (f(ŷ) − f*)/|f*| and distance ‖ŷ − y*‖ on the held-out set."""
+    """Objective gap f(ŷ) − f*, relative gap (f(ŷ) − f*)/|f*| and distance ‖ŷ − y*‖ on the held-out set.
+
+    Without reference solutions only the mean objective f(ŷ) is returned (``objective_mean``); the
+    relative gap is left out when some |f*| is (near) zero, where it means nothing (e.g. Rosenbrock).
+    """
     values = problem.objective(predictions, reference.contexts).double()
+    if not reference.solved:
+        return {"objective_mean": values.mean().item()}
     optimal = reference.optimal_values.double()
     gap = values - optimal
-    relative = gap / optimal.abs().clamp_min(RELATIVE_GAP_FLOOR)
     distance = (predictions - reference.solutions).double().norm(dim=-1)
-    return {
+    metrics = {
         "objective_mean": values.mean().item(),
         "optimal_objective_mean": optimal.mean().item(),
         "objective_gap_mean": gap.mean().item(),
         "objective_gap_p95": gap.quantile(0.95).item(),
-        "relative_gap_mean": relative.mean().item(),
-        "relative_gap_p95": relative.quantile(0.95).item(),
         "solution_distance_mean": distance.mean().item(),
     }
+    if bool((optimal.abs() > RELATIVE_GAP_FLOOR).all()):
+        relative = gap / optimal.abs()
+        metrics.update(relative_gap_mean=relative.mean().item(), relative_gap_p95=relative.quantile(0.95).item())
+    return metrics
 
 
 @torch.no_grad()
@@ -71,7 +95,7 @@ def evaluate_model(
 
     The model's time is the median of ``timing_repeats`` forward passes over the whole held-out
     batch (after one warm-up pass); the solver's is its single timed run in
-    :meth:`ReferenceSet.build`. ``speedup`` is their ratio.
+    :meth:`ReferenceSet.build`. ``speedup`` is their ratio; without a solver both are left out.
     """
     device = reference.contexts.device
     model.eval()
@@ -80,14 +104,11 @@ def evaluate_model(
     model.train()
     batch = reference.contexts.shape[0]
     model_seconds = statistics.median(seconds) / batch
-    solver_seconds = reference.solver_seconds / batch
-    return {
-        **gap_metrics(problem, predictions, reference),
-        "model_seconds_per_solution": model_seconds,
-        "solver_seconds_per_solution": solver_seconds,
-        "speedup": solver_seconds / model_seconds,
-        "num_contexts": batch,
-    }
+    metrics = {**gap_metrics(problem, predictions, reference), "model_seconds_per_solution": model_seconds}
+    if reference.solved:
+        solver_seconds = reference.solver_seconds / batch
+        metrics.update(solver_seconds_per_solution=solver_seconds, speedup=solver_seconds / model_seconds)
+    return {**metrics, "num_contexts": batch}
 
 
 def format_table(metrics: dict[str, float]) -> str:

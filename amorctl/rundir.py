@@ -28,7 +28,7 @@ class RunDir:
             root = base / f"{stamp}-{suffix}"
         root.mkdir(parents=True)
         run = cls(root)
-        run.config_path.write_text(to_yaml(config))
+        run.save_config(config)
         return run
 
     @classmethod
@@ -44,6 +44,11 @@ class RunDir:
     def load_config(self, overrides: list[str] | tuple[str, ...] = ()) -> Section:
         """The run's saved config with ``overrides`` applied (e.g. a larger ``train.steps``)."""
         return load_config(self.config_path, overrides)
+
+    def save_config(self, config: Section) -> Path:
+        """Write the resolved ``config`` as the run's ``config.yaml``."""
+        self.config_path.write_text(to_yaml(config))
+        return self.config_path
 
     @property
     def config_path(self) -> Path:

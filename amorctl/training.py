@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from amorctl.agents.direct import DirectAmortization
 from amorctl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from amorctl.config import DirectConfig, resolve_device
-from amorctl.errors import CheckpointError, NonFiniteError
+from amorctl.errors import CheckpointError, ConfigError, NonFiniteError
 from amorctl.evaluation import ReferenceSet, evaluate_model, format_table, gap_metrics
 from amorctl.models import FullyAmortizedMLP, TanhBox
 from amorctl.problems import Problem, make_problem
@@ -39,8 +39,10 @@ def train(config: DirectConfig, run: RunDir, resume: bool = False, show_progress
     """Train the run's model, write checkpoints and ``eval/metrics.json``; returns the final metrics.
 
     With ``resume=True`` the latest checkpoint in ``run`` is loaded first and training continues
-    from its step with the same random streams. A NaN or Inf loss or parameter raises
+    from its step with the same random streams; ``config`` (which may extend ``train.steps``)
+    then replaces the run's ``config.yaml``. A NaN or Inf loss or parameter raises
     :class:`NonFiniteError` naming the step and the quantity, leaving the last good checkpoint.
+    A family without a reference solver is evaluated on its objective only.
     """
     device = resolve_device(config)
     torch.manual_seed(config.seed)
@@ -66,14 +68,32 @@ def train(config: DirectConfig, run: RunDir, resume: bool = False, show_progress
         last_checkpoint = latest_checkpoint(run.checkpoints)
         if last_checkpoint is None:
             raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to resume from")
-        learner.load_state_dict(load_checkpoint(last_checkpoint, map_location=device))
+        state = load_checkpoint(last_checkpoint, map_location=device)
+        try:
+            learner.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint {str(last_checkpoint)!r} does not match the run's config ({type(error).__name__})"
+            ) from None
+        if learner.step > config.train.steps:
+            raise ConfigError(
+                f"config key 'train.steps' is {config.train.steps}, "
+                f"but the checkpoint is already at step {learner.step}"
+            )
 
     reference = ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, device)
-    writer = SummaryWriter(str(run.events), purge_step=learner.step if resume else None)
+    if config.loss.kind != "objective" and not reference.solved:
+        raise ConfigError(
+            f"loss.kind={config.loss.kind!r} needs y*, but problem {config.problem['name']!r} has no reference solver"
+        )
+    if resume:
+        run.save_config(config)
+    # On resume, TensorBoard drops the interrupted run's events after the checkpoint (steps >= purge_step).
+    writer = SummaryWriter(str(run.events), purge_step=learner.step + 1 if resume else None)
     progress = tqdm(
         total=config.train.steps, initial=learner.step, desc=config.name, disable=not show_progress, dynamic_ncols=True
     )
-    window_start, window_steps, last_gap = time.perf_counter(), 0, float("nan")
+    window_start, window_steps, last_eval = time.perf_counter(), 0, float("nan")
     try:
         while learner.step < config.train.steps:
             loss = learner.train_step()
@@ -86,17 +106,21 @@ def train(config: DirectConfig, run: RunDir, resume: bool = False, show_progress
                 writer.add_scalar("train/lr", learner.lr, step)
                 writer.add_scalar("perf/steps_per_second", window_steps / elapsed, step)
                 window_start, window_steps = time.perf_counter(), 0
-                progress.set_postfix(loss=f"{loss.item():.4g}", gap=f"{last_gap:.3g}")
+                progress.set_postfix(loss=f"{loss.item():.4g}", eval=f"{last_eval:.3g}")
             if step % config.train.eval_every == 0 or step == config.train.steps:
                 model.eval()
                 with torch.no_grad():
                     metrics = gap_metrics(problem, model(reference.contexts), reference)
                 model.train()
-                last_gap = metrics["relative_gap_mean"]
-                writer.add_scalar("eval/objective_gap", metrics["objective_gap_mean"], step)
-                writer.add_scalar("eval/relative_gap", metrics["relative_gap_mean"], step)
-                writer.add_scalar("eval/solution_distance", metrics["solution_distance_mean"], step)
-                progress.set_postfix(loss=f"{loss.item():.4g}", gap=f"{last_gap:.3g}")
+                writer.add_scalar("eval/objective", metrics["objective_mean"], step)
+                # the bar shows the most telling held-out number: relative gap, else gap, else f(ŷ)
+                last_eval = next(metrics[k] for k in ("relative_gap_mean", "objective_gap_mean", "objective_mean") if k in metrics)
+                if reference.solved:
+                    writer.add_scalar("eval/objective_gap", metrics["objective_gap_mean"], step)
+                    writer.add_scalar("eval/solution_distance", metrics["solution_distance_mean"], step)
+                if "relative_gap_mean" in metrics:
+                    writer.add_scalar("eval/relative_gap", metrics["relative_gap_mean"], step)
+                progress.set_postfix(loss=f"{loss.item():.4g}", eval=f"{last_eval:.3g}")
             if step % config.train.checkpoint_every == 0 or step == config.train.steps:
                 last_checkpoint = save_checkpoint(run.checkpoints, step, learner.state_dict(), config.train.keep_checkpoints)
             progress.update(1)
@@ -105,8 +129,9 @@ def train(config: DirectConfig, run: RunDir, resume: bool = False, show_progress
         writer.flush()
 
     metrics = {"step": learner.step, **evaluate_model(problem, model, reference, config.eval.timing_repeats)}
-    for key in ("objective_gap_mean", "relative_gap_mean", "speedup"):
-        writer.add_scalar(f"final/{key}", metrics[key], learner.step)
+    for key in ("objective_mean", "objective_gap_mean", "relative_gap_mean", "speedup"):
+        if key in metrics:
+            writer.add_scalar(f"final/{key}", metrics[key], learner.step)
     writer.close()
     run.write_metrics(metrics)
     print(format_table(metrics))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from amorctl.problems.base import Problem, ProblemArgumentError, require
+from amorctl.problems.lasso import Lasso
 from amorctl.problems.logistic_regression import LogisticRegression
 from amorctl.problems.pendulum_mpc import PendulumMPC
 from amorctl.problems.quadratic import Quadratic
@@ -13,6 +14,7 @@ PROBLEMS: dict[str, type[Problem]] = {
     "rosenbrock": Rosenbrock,
     "logistic_regression": LogisticRegression,
     "pendulum_mpc": PendulumMPC,
+    "lasso": Lasso,
 }
 
 
@@ -32,6 +34,7 @@ def make_problem(name: str, **kwargs) -> Problem:
 
 __all__ = [
     "PROBLEMS",
+    "Lasso",
     "LogisticRegression",
     "PendulumMPC",
     "Problem",

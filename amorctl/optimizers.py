@@ -1,0 +1,529 @@
+"""Classical iterative optimizers, batched over problems: the baselines for learned optimizers.
+
+Every optimizer advances a whole batch of problems ``argmin_y f(y; x_b)`` in lock-step, as
+``(B, n)`` tensors; there is never a Python loop over the batch. Gradients come from
+``problem.gradient`` (torch.func), so any :class:`~amorctl.problems.Problem` works; ISTA and FISTA
+need a composite problem f = g + h that also exposes ``smooth_gradient(y, x)`` (∇g) and
+``prox(v, step)`` (the proximal map of step·h), such as :class:`~amorctl.problems.Lasso`.
+
+The uniform entry points::
+
+    run = run_optimizer("lbfgs", problem, x, y0, num_iterations=100)
+    run.objective_values      # (num_iterations + 1, B): f(y_0), f(y_1), ...; +inf once a problem diverged
+    run.solution              # (B, n): the last iterate
+    run.diverged              # (B,) bool: some iterate or objective value became NaN or ±inf
+
+    hyper = tune_step_size("momentum", problem, train_contexts, y0_fn, num_iterations=100)
+    run_optimizer("momentum", problem, test_contexts, y0_fn(test_contexts), 100, **hyper)
+
+Every optimizer has one ``step_size`` (the learning rate; for L-BFGS the first trial step of
+its line search), a number or a ``(B,)`` tensor of one step size per problem.
+:func:`tune_step_size` uses the per-problem form to try a whole grid of step sizes in a single
+batched run. Runs are not differentiated (``torch.no_grad``); learned optimizers that unroll
+and backpropagate live in ``amorctl.models``. For objective gaps below ~1e-6 run in float64.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+
+from amorctl.problems.base import Problem
+
+State = dict[str, torch.Tensor]
+
+
+class OptimizerRun(NamedTuple):
+    """The result of :func:`run_optimizer`.
+
+    Attributes:
+        objective_values: ``(num_iterations + 1, B)``, f at y_0, y_1, ..., y_T. Once a problem has
+            diverged (a NaN or ±inf in its iterate or objective), its values are +inf from then on.
+        solution: ``(B, n)``, the last iterate y_T (may hold NaN or inf where ``diverged``).
+        diverged: ``(B,)`` bool.
+    """
+
+    objective_values: torch.Tensor
+    solution: torch.Tensor
+    diverged: torch.Tensor
+
+
+class BatchedOptimizer(ABC):
+    """An iterative optimizer over a batch of problems: ``init`` once, then ``step`` repeatedly.
+
+    Subclasses take their hyper-parameters as keyword-only constructor arguments with defaults
+    and implement :meth:`step`. ``state`` is a dict of tensors with leading size B (plus the
+    per-problem ``step_size`` column), so an optimizer can be checkpointed or driven one step at
+    a time, e.g. by an optimizer-as-MDP environment.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor):
+        _check_step_size(step_size)
+        self.problem, self.step_size = problem, step_size
+
+    @classmethod
+    def default_grid(cls, problem: Problem) -> list[float]:
+        """The step sizes :func:`tune_step_size` tries by default: 1e-4 to 10, three per decade."""
+        return [10.0 ** (k / 3) for k in range(-12, 4)]
+
+    def init(self, y: torch.Tensor, x: torch.Tensor) -> State:
+        """The state before the first step from ``y`` (the per-problem step size, as a ``(B, 1)`` column)."""
+        return {"step_size": _step_column(self.step_size, y)}
+
+    @abstractmethod
+    def step(self, y: torch.Tensor, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One iteration: the next iterate ``(B, n)`` and the next state."""
+
+
+class GradientDescent(BatchedOptimizer):
+    """y ← y − α ∇f(y)."""
+
+    name = "gd"
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor = 0.01):
+        super().__init__(problem, step_size=step_size)
+
+    def step(self, y, x, state):
+        return y - state["step_size"] * self.problem.gradient(y, x), state
+
+
+class HeavyBall(BatchedOptimizer):
+    """Polyak's heavy-ball momentum: v ← βv − α ∇f(y), y ← y + v (v₀ = 0)."""
+
+    name = "momentum"
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor = 0.01, momentum: float = 0.9):
+        super().__init__(problem, step_size=step_size)
+        _check(0.0 <= momentum < 1.0, "momentum", "in [0, 1)", momentum)
+        self.momentum = momentum
+
+    def init(self, y, x):
+        return {**super().init(y, x), "velocity": torch.zeros_like(y)}
+
+    def step(self, y, x, state):
+        velocity = self.momentum * state["velocity"] - state["step_size"] * self.problem.gradient(y, x)
+        return y + velocity, {**state, "velocity": velocity}
+
+
+class Nesterov(BatchedOptimizer):
+    """Nesterov's accelerated gradient with constant momentum (Sutskever et al. 2013 form).
+
+    v ← βv − α ∇f(y + βv), y ← y + v: the gradient is taken at the look-ahead point.
+    """
+
+    name = "nesterov"
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor = 0.01, momentum: float = 0.9):
+        super().__init__(problem, step_size=step_size)
+        _check(0.0 <= momentum < 1.0, "momentum", "in [0, 1)", momentum)
+        self.momentum = momentum
+
+    def init(self, y, x):
+        return {**super().init(y, x), "velocity": torch.zeros_like(y)}
+
+    def step(self, y, x, state):
+        lookahead = y + self.momentum * state["velocity"]
+        velocity = self.momentum * state["velocity"] - state["step_size"] * self.problem.gradient(lookahead, x)
+        return y + velocity, {**state, "velocity": velocity}
+
+
+class Adam(BatchedOptimizer):
+    """Adam (Kingma & Ba 2015) with bias correction; ``step_size`` is the learning rate α."""
+
+    name = "adam"
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        step_size: float | torch.Tensor = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+    ):
+        super().__init__(problem, step_size=step_size)
+        _check(0.0 <= beta1 < 1.0, "beta1", "in [0, 1)", beta1)
+        _check(0.0 <= beta2 < 1.0, "beta2", "in [0, 1)", beta2)
+        _check(eps > 0.0, "eps", "positive", eps)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def init(self, y, x):
+        zeros = torch.zeros_like(y)
+        return {**super().init(y, x), "first_moment": zeros, "second_moment": zeros, "count": y.new_zeros(())}
+
+    def step(self, y, x, state):
+        gradient = self.problem.gradient(y, x)
+        count = state["count"] + 1
+        first = self.beta1 * state["first_moment"] + (1.0 - self.beta1) * gradient
+        second = self.beta2 * state["second_moment"] + (1.0 - self.beta2) * gradient.square()
+        first_hat = first / (1.0 - self.beta1**count)
+        second_hat = second / (1.0 - self.beta2**count)
+        y = y - state["step_size"] * first_hat / (second_hat.sqrt() + self.eps)
+        return y, {**state, "first_moment": first, "second_moment": second, "count": count}
+
+
+class LBFGS(BatchedOptimizer):
+    """Limited-memory BFGS with the two-loop recursion, batched, and a backtracking line search.
+
+    Each problem keeps its own last ``memory`` curvature pairs (s, z) = (y_{k+1} − y_k,
+    ∇f_{k+1} − ∇f_k) in ``(B, memory, n)`` tensors; a pair enters only where sᵀz > 1e-10·‖s‖‖z‖
+    (curvature condition), so H stays positive definite. The initial inverse Hessian is γI with
+    γ = sᵀz / zᵀz of the newest pair (1 before the first pair). Where the quasi-Newton direction d
+    is not a descent direction, d = −∇f.
+
+    With ``line_search=True`` (default) the step t starts at ``step_size`` and is halved, per
+    problem, until the Armijo condition f(y + t d) ≤ f(y) + c·t·∇fᵀd holds (c = ``armijo``),
+    at most ``max_backtracks`` times; a problem with no acceptable step stays where it is that
+    iteration. So one iteration may evaluate f several times, and f does not increase (beyond
+    rounding, once a problem has converged to machine precision). With
+    ``line_search=False`` the step is ``step_size`` always.
+    """
+
+    name = "lbfgs"
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        step_size: float | torch.Tensor = 1.0,
+        memory: int = 10,
+        line_search: bool = True,
+        armijo: float = 1e-4,
+        max_backtracks: int = 30,
+    ):
+        super().__init__(problem, step_size=step_size)
+        _check(memory >= 1, "memory", "a positive integer", memory)
+        _check(0.0 < armijo < 1.0, "armijo", "in (0, 1)", armijo)
+        _check(max_backtracks >= 0, "max_backtracks", "a non-negative integer", max_backtracks)
+        self.memory, self.line_search, self.armijo, self.max_backtracks = memory, line_search, armijo, max_backtracks
+
+    @classmethod
+    def default_grid(cls, problem: Problem) -> list[float]:
+        """With a line search the first trial step hardly matters: 1e-2 to 10, three per decade."""
+        return [10.0 ** (k / 3) for k in range(-6, 4)]
+
+    def init(self, y, x):
+        batch, n = y.shape
+        history = y.new_zeros(batch, self.memory, n)
+        return {
+            **super().init(y, x),
+            "steps": history,  # s_i, oldest first; index memory - 1 is the newest pair
+            "gradient_changes": history.clone(),  # z_i
+            "inverse_curvatures": y.new_zeros(batch, self.memory),  # ρ_i = 1 / s_iᵀz_i, 0 for an empty slot
+            "gradient": self.problem.gradient(y, x),
+            "value": self.problem.objective(y, x),
+        }
+
+    def step(self, y, x, state):
+        gradient, value = state["gradient"], state["value"]
+        direction = -self._two_loop(gradient, state)
+        slope = (gradient * direction).sum(-1, keepdim=True)
+        not_descent = ~(slope < 0)  # also catches NaN
+        direction = torch.where(not_descent, -gradient, direction)
+        slope = torch.where(not_descent, -gradient.square().sum(-1, keepdim=True), slope)
+
+        if self.line_search:
+            step, new_value = self._backtrack(y, x, value, direction, slope, state["step_size"])
+            new_y = y + step * direction
+        else:
+            new_y = y + state["step_size"] * direction
+            new_value = self.problem.objective(new_y, x)
+        new_gradient = self.problem.gradient(new_y, x)
+
+        s, z = new_y - y, new_gradient - gradient
+        curvature = (s * z).sum(-1, keepdim=True)
+        scale = torch.linalg.vector_norm(s, dim=-1, keepdim=True) * torch.linalg.vector_norm(z, dim=-1, keepdim=True)
+        accept = curvature > 1e-10 * scale  # False for NaN as well
+        rho = torch.where(accept, 1.0 / torch.where(accept, curvature, 1.0), 0.0)
+
+        def push(history: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
+            shifted = torch.cat([history[:, 1:], newest.unsqueeze(1)], dim=1)
+            mask = accept.view(-1, *([1] * (history.dim() - 1)))
+            return torch.where(mask, shifted, history)
+
+        state = {
+            **state,
+            "steps": push(state["steps"], s),
+            "gradient_changes": push(state["gradient_changes"], z),
+            "inverse_curvatures": push(state["inverse_curvatures"], rho.squeeze(-1)),
+            "gradient": new_gradient,
+            "value": new_value,
+        }
+        return new_y, state
+
+    def _two_loop(self, gradient: torch.Tensor, state: State) -> torch.Tensor:
+        """H·∇f by the two-loop recursion (Nocedal & Wright, Algorithm 7.4); empty slots have ρ = 0."""
+        steps, changes, rho = state["steps"], state["gradient_changes"], state["inverse_curvatures"]
+        q = gradient
+        alphas = []
+        for i in reversed(range(self.memory)):
+            alpha = rho[:, i : i + 1] * (steps[:, i] * q).sum(-1, keepdim=True)
+            q = q - alpha * changes[:, i]
+            alphas.append(alpha)
+        newest_z = changes[:, -1]
+        has_pair = rho[:, -1:] > 0
+        gamma_denominator = torch.where(has_pair, newest_z.square().sum(-1, keepdim=True), 1.0)
+        gamma = torch.where(has_pair, 1.0 / (rho[:, -1:] * gamma_denominator), 1.0)
+        r = gamma * q
+        for i, alpha in zip(range(self.memory), reversed(alphas)):
+            beta = rho[:, i : i + 1] * (changes[:, i] * r).sum(-1, keepdim=True)
+            r = r + (alpha - beta) * steps[:, i]
+        return r
+
+    def _backtrack(
+        self,
+        y: torch.Tensor,
+        x: torch.Tensor,
+        value: torch.Tensor,
+        direction: torch.Tensor,
+        slope: torch.Tensor,
+        initial_step: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Armijo step ``(B, 1)`` per problem (0 where none was found) and f at the new point ``(B,)``.
+
+        Where the predicted decrease t·|∇fᵀd| of the first trial step is below the rounding error of
+        f (a converged problem), that step is taken without the Armijo test instead of backtracking
+        in vain ``max_backtracks`` times.
+        """
+        step = initial_step.expand(y.shape[0], 1).clone()
+        accepted = torch.zeros(y.shape[0], 1, dtype=torch.bool, device=y.device)
+        new_value = value.clone()
+        predicted_decrease = -(step * slope).squeeze(-1)
+        below_resolution = predicted_decrease <= 8 * torch.finfo(value.dtype).eps * value.abs()
+        for backtrack in range(self.max_backtracks + 1):
+            trial = self.problem.objective(y + step * direction, x)
+            ok = trial <= value + self.armijo * (step * slope).squeeze(-1)
+            if backtrack == 0:  # converged to rounding: take the trial step unchecked, don't backtrack
+                ok = ok | below_resolution
+            ok = (ok & torch.isfinite(trial)).unsqueeze(-1) & ~accepted
+            new_value = torch.where(ok.squeeze(-1), trial, new_value)
+            accepted = accepted | ok
+            if bool(accepted.all()):
+                break
+            step = torch.where(accepted, step, 0.5 * step)
+        return torch.where(accepted, step, 0.0), new_value
+
+
+class _ProximalGradient(BatchedOptimizer):
+    """Shared set-up of ISTA and FISTA: f = g + h with ∇g and prox_h from the problem."""
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor | None = None):
+        if not (callable(getattr(problem, "smooth_gradient", None)) and callable(getattr(problem, "prox", None))):
+            raise TypeError(
+                f"{self.name} needs a composite problem with smooth_gradient(y, x) and prox(v, step) "
+                f"(e.g. Lasso); {type(problem).__name__} has no such split"
+            )
+        if step_size is None:
+            lipschitz = getattr(problem, "lipschitz", None)
+            if lipschitz is None:
+                raise ValueError(f"{self.name}: {type(problem).__name__} has no lipschitz constant; pass step_size")
+            step_size = 1.0 / lipschitz
+        super().__init__(problem, step_size=step_size)
+
+    @classmethod
+    def default_grid(cls, problem: Problem) -> list[float]:
+        """(1/L)·2^{k/2} for k = −8..1, i.e. 1/(16L) to √2/L, where L is ``problem.lipschitz``.
+
+        Steps of 2/L and more can diverge; √2/L leaves a margin for contexts not seen in tuning.
+        """
+        lipschitz = getattr(problem, "lipschitz", None)
+        if lipschitz is None:
+            return super().default_grid(problem)
+        return [2.0 ** (k / 2) / lipschitz for k in range(-8, 2)]
+
+    def _prox_gradient_step(self, point: torch.Tensor, x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        return self.problem.prox(point - step * self.problem.smooth_gradient(point, x), step)
+
+
+class ISTA(_ProximalGradient):
+    """Proximal gradient descent: y ← prox_{αh}(y − α∇g(y)); ``step_size`` defaults to 1/L.
+
+    Monotone (f never increases) for α ≤ 1/L; f − f* = O(1/k).
+    """
+
+    name = "ista"
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor | None = None):
+        super().__init__(problem, step_size=step_size)
+
+    def step(self, y, x, state):
+        return self._prox_gradient_step(y, x, state["step_size"]), state
+
+
+class FISTA(_ProximalGradient):
+    """Accelerated proximal gradient (Beck & Teboulle 2009); ``step_size`` defaults to 1/L.
+
+    y_{k+1} = prox_{αh}(z_k − α∇g(z_k)), t_{k+1} = (1 + √(1 + 4t_k²))/2,
+    z_{k+1} = y_{k+1} + ((t_k − 1)/t_{k+1})(y_{k+1} − y_k); f − f* = O(1/k²), not monotone.
+    ``restart=True`` resets t to 1 where (z_k − y_{k+1})ᵀ(y_{k+1} − y_k) > 0 (gradient-based adaptive
+    restart, O'Donoghue & Candès 2015), which restores linear convergence on locally strongly
+    convex problems.
+    """
+
+    name = "fista"
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor | None = None, restart: bool = False):
+        super().__init__(problem, step_size=step_size)
+        self.restart = restart
+
+    def init(self, y, x):
+        return {**super().init(y, x), "lookahead": y, "momentum": y.new_ones(y.shape[0], 1)}
+
+    def step(self, y, x, state):
+        lookahead, momentum = state["lookahead"], state["momentum"]
+        new_y = self._prox_gradient_step(lookahead, x, state["step_size"])
+        new_momentum = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * momentum.square()))
+        extrapolation = (momentum - 1.0) / new_momentum
+        if self.restart:
+            restart = ((lookahead - new_y) * (new_y - y)).sum(-1, keepdim=True) > 0
+            new_momentum = torch.where(restart, 1.0, new_momentum)
+            extrapolation = torch.where(restart, 0.0, extrapolation)
+        lookahead = new_y + extrapolation * (new_y - y)
+        return new_y, {**state, "lookahead": lookahead, "momentum": new_momentum}
+
+
+OPTIMIZERS: dict[str, type[BatchedOptimizer]] = {
+    cls.name: cls for cls in (GradientDescent, HeavyBall, Nesterov, Adam, LBFGS, ISTA, FISTA)
+}
+
+
+def make_optimizer(name: str, problem: Problem, **hyper: Any) -> BatchedOptimizer:
+    """Build the registered optimizer ``name`` for ``problem`` with its hyper-parameters."""
+    if name not in OPTIMIZERS:
+        raise KeyError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
+    cls = OPTIMIZERS[name]
+    known = [key for key in inspect.signature(cls.__init__).parameters if key not in ("self", "problem")]
+    unknown = sorted(set(hyper) - set(known))
+    if unknown:
+        raise TypeError(f"optimizer {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+                        f"known: {', '.join(known)}")
+    return cls(problem, **hyper)
+
+
+@torch.no_grad()
+def run_optimizer(
+    name: str,
+    problem: Problem,
+    x: torch.Tensor,
+    y0: torch.Tensor,
+    num_iterations: int,
+    **hyper: Any,
+) -> OptimizerRun:
+    """Run optimizer ``name`` from ``y0`` ``(B, n)`` on the contexts ``x`` ``(B, m)`` for ``num_iterations`` steps.
+
+    ``hyper`` are the optimizer's keyword arguments (``step_size`` and e.g. ``momentum``); see
+    :data:`OPTIMIZERS`. Diverging problems never raise: their objective values become +inf and
+    ``diverged`` marks them; when every problem has diverged the run stops early (remaining rows +inf).
+    """
+    _check(num_iterations >= 0, "num_iterations", "a non-negative integer", num_iterations)
+    _check(y0.dim() == 2 and x.dim() == 2 and y0.shape[0] == x.shape[0], "y0",
+           f"a (B, n) tensor with the B = {x.shape[0]} rows of x", tuple(y0.shape))
+    optimizer = make_optimizer(name, problem, **hyper)
+    y = y0
+    state = optimizer.init(y, x)
+    value = problem.objective(y, x)
+    diverged = ~torch.isfinite(value) | ~torch.isfinite(y).all(-1)
+    values = [torch.where(diverged, math.inf, value)]
+    for iteration in range(num_iterations):
+        if iteration % 10 == 0 and bool(diverged.all()):
+            values.extend([values[-1]] * (num_iterations - iteration))
+            break
+        y, state = optimizer.step(y, x, state)
+        value = problem.objective(y, x)
+        diverged = diverged | ~torch.isfinite(value) | ~torch.isfinite(y).all(-1)
+        values.append(torch.where(diverged, math.inf, value))
+    return OptimizerRun(torch.stack(values), y, diverged)
+
+
+def step_size_scores(
+    name: str,
+    problem: Problem,
+    train_contexts: torch.Tensor,
+    y0_fn: Callable[[torch.Tensor], torch.Tensor],
+    num_iterations: int,
+    grid: Sequence[float] | torch.Tensor | None = None,
+    **hyper: Any,
+) -> tuple[list[float], list[float]]:
+    """Score every step size of ``grid``: the mean final objective over ``train_contexts``.
+
+    All G step sizes run together in one batched run over G copies of the B training problems
+    (one step size per copy), so the cost is one run of G·B problems. A step size under which any
+    training problem diverges scores +inf. Returns ``(grid, scores)`` as lists of floats.
+    """
+    if name not in OPTIMIZERS:
+        raise KeyError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
+    grid = OPTIMIZERS[name].default_grid(problem) if grid is None else grid
+    grid = [float(value) for value in (grid.tolist() if isinstance(grid, torch.Tensor) else (grid or []))]
+    _check(len(grid) > 0 and all(value > 0 and math.isfinite(value) for value in grid), "grid",
+           "a non-empty list of positive step sizes", grid)
+    _check("step_size" not in hyper, "hyper", "free of step_size (it is what is tuned)", sorted(hyper))
+    batch = train_contexts.shape[0]
+    y0 = y0_fn(train_contexts)
+    repeats = len(grid)
+    steps = torch.tensor(grid, dtype=y0.dtype, device=y0.device).repeat_interleave(batch)
+    run = run_optimizer(
+        name, problem, train_contexts.repeat(repeats, 1), y0.repeat(repeats, 1), num_iterations,
+        step_size=steps, **hyper,
+    )
+    scores = run.objective_values[-1].view(repeats, batch).mean(-1)  # +inf wherever a problem diverged
+    return grid, scores.tolist()
+
+
+def tune_step_size(
+    name: str,
+    problem: Problem,
+    train_contexts: torch.Tensor,
+    y0_fn: Callable[[torch.Tensor], torch.Tensor],
+    num_iterations: int,
+    grid: Sequence[float] | torch.Tensor | None = None,
+    **hyper: Any,
+) -> dict[str, Any]:
+    """The step size of ``grid`` with the lowest mean final objective on ``train_contexts``.
+
+    Only ``train_contexts`` are ever evaluated; tune on training contexts and report on held-out
+    ones. ``y0_fn(contexts) -> (B, n)`` gives the starting points, ``hyper`` the optimizer's other
+    (fixed) hyper-parameters. ``grid`` defaults to the optimizer's :meth:`~BatchedOptimizer.default_grid`
+    (log-spaced). Step sizes that diverge on any training problem are never chosen; if every one
+    diverges, ``RuntimeError``. Returns ``{**hyper, "step_size": best}``, ready for
+    ``run_optimizer(name, problem, x, y0, num_iterations, **result)``.
+    """
+    grid, scores = step_size_scores(name, problem, train_contexts, y0_fn, num_iterations, grid, **hyper)
+    finite = [(score, step) for score, step in zip(scores, grid) if math.isfinite(score)]
+    if not finite:
+        raise RuntimeError(
+            f"tune_step_size({name!r}): every step size in the grid diverged on the training contexts "
+            f"({grid[0]:.3g} to {grid[-1]:.3g}); try smaller step sizes"
+        )
+    best_score, best_step = min(finite)
+    return {**hyper, "step_size": best_step}
+
+
+def _step_column(step_size: float | torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A step size as a ``(B, 1)`` column (or a ``()`` scalar) on ``y``'s device and dtype."""
+    if isinstance(step_size, torch.Tensor):
+        if step_size.numel() not in (1, y.shape[0]):
+            raise ValueError(f"step_size must be a number or have one entry per problem ({y.shape[0]}), "
+                             f"got shape {tuple(step_size.shape)}")
+        column = step_size.to(device=y.device, dtype=y.dtype).reshape(-1, 1)
+        return column if column.shape[0] > 1 else column.reshape(())
+    return torch.tensor(float(step_size), device=y.device, dtype=y.dtype)
+
+
+def _check_step_size(step_size: float | torch.Tensor) -> None:
+    if isinstance(step_size, torch.Tensor):
+        ok = bool(((step_size > 0) & torch.isfinite(step_size)).all())
+    else:
+        ok = step_size > 0 and math.isfinite(step_size)
+    _check(ok, "step_size", "positive and finite", step_size)
+
+
+def _check(condition: bool, argument: str, expected: str, value: object) -> None:
+    if not condition:
+        raise ValueError(f"{argument} must be {expected}, got {value!r}")

@@ -1,0 +1,136 @@
+"""The one batched environment interface every agent trains on, and deterministic policy evaluation.
+
+A :class:`BatchedEnv` holds N copies of an MDP as tensors of leading size N on one device. Actions
+live in the policy's box [-1, 1]^action_dim (the environment rescales them to its own bounds), the
+environments reset themselves when an episode ends, and the true final observation of a finished
+episode is kept in ``info["final_obs"]`` so that a learner can bootstrap from it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+StepResult = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
+"""``(obs, reward, terminated, truncated, info)`` as returned by :meth:`BatchedEnv.step`."""
+
+
+class BatchedEnv(ABC):
+    """N auto-resetting copies of an MDP behind tensors of leading size N.
+
+    Attributes:
+        name: what the environment is called in messages and logs (a gym id for gymnasium tasks).
+        num_envs: N, the number of copies stepped together.
+        observation_dim: size of one flat observation.
+        action_dim: size of one action.
+        device: where observations, rewards and flags are returned.
+
+    Contract of :meth:`step` (implementations must honour it):
+
+    - ``action`` is a float tensor of shape (N, action_dim) in [-1, 1]; implementations call
+      :meth:`validate_action` on it before using it.
+    - returns ``obs`` float32 (N, observation_dim), ``reward`` float32 (N,), ``terminated`` and
+      ``truncated`` bool (N,), all on ``device``. ``terminated`` means the MDP reached a terminal state
+      (no bootstrapping); ``truncated`` means the episode was cut (by a time limit), and the value of
+      its final state still counts.
+    - for rows whose episode ended (``terminated | truncated``), ``obs[i]`` is already the first
+      observation of the next episode; ``info["final_obs"]`` is a (N, observation_dim) tensor equal to
+      ``obs`` except in those rows, where it holds the true final observation.
+    - ``info["episode_return"]`` (float32) and ``info["episode_length"]`` (int64) are (N,) tensors,
+      meaningful in the rows that ended: the finished episode's undiscounted return and length.
+    """
+
+    name: str
+    num_envs: int
+    observation_dim: int
+    action_dim: int
+    device: torch.device
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start a new episode in every copy; returns observations (N, observation_dim).
+
+        With a ``seed``, the episodes that follow are reproducible (copy i is seeded from ``seed + i``).
+        """
+
+    @abstractmethod
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Advance every copy by one step; see the class docstring for the returned tensors."""
+
+    def close(self) -> None:
+        """Release what the environment holds (worker processes, simulators)."""
+
+    def validate_action(self, action: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``action`` is a finite float tensor of shape (N, action_dim).
+
+        The shape and dtype checks read metadata only. The finite check reads the values, so it runs
+        only when ``action`` is on the CPU (on an accelerator it would stall the stream every step);
+        an environment that copies actions to the host anyway should validate the host copy.
+        """
+        expected = f"{self.name} expects float actions of shape ({self.num_envs}, {self.action_dim}) in [-1, 1]"
+        if not isinstance(action, torch.Tensor):
+            raise ValueError(f"{expected}, got a {type(action).__name__} instead of a torch.Tensor")
+        if tuple(action.shape) != (self.num_envs, self.action_dim):
+            raise ValueError(f"{expected}, got shape {tuple(action.shape)}")
+        if not action.is_floating_point():
+            raise ValueError(f"{expected}, got dtype {action.dtype}")
+        if action.device.type == "cpu" and not bool(torch.isfinite(action).all()):
+            rows = (~torch.isfinite(action)).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(f"{expected}, got NaN or Inf in rows {rows}")
+
+    def __enter__(self) -> BatchedEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.name!r}, num_envs={self.num_envs}, observation_dim={self.observation_dim},"
+            f" action_dim={self.action_dim}, device={self.device})"
+        )
+
+
+@torch.no_grad()
+def evaluate_policy(
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    env: BatchedEnv,
+    num_episodes: int,
+    seed: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``num_episodes`` complete episodes of ``policy`` on ``env``; returns (returns, lengths).
+
+    The episodes are spread evenly over the N copies (copy i runs ``(num_episodes + i) // N`` of
+    them, as stable-baselines3 does) so that short episodes are not over-represented. ``env`` is reset
+    first (with ``seed``) and left mid-episode; use an environment separate from the training one.
+    Returns float32 returns and int64 lengths on the CPU, each of shape (num_episodes,), ordered by copy.
+
+    Args:
+        policy: maps observations (N, observation_dim) to actions (N, action_dim) in [-1, 1],
+            e.g. ``agent.predict`` (deterministic by default).
+        env: the evaluation environment.
+        num_episodes: how many finished episodes to collect (at least 1).
+        seed: seeds the reset, for reproducible evaluations.
+    """
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be at least 1, got {num_episodes}")
+    n = env.num_envs
+    targets = [(num_episodes + i) // n for i in range(n)]
+    returns: list[list[float]] = [[] for _ in range(n)]
+    lengths: list[list[int]] = [[] for _ in range(n)]
+    obs = env.reset(seed=seed)
+    while any(len(done) < target for done, target in zip(returns, targets)):
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+        ended = (terminated | truncated).cpu()
+        if ended.any():
+            episode_return, episode_length = info["episode_return"].cpu(), info["episode_length"].cpu()
+            for i in ended.nonzero().flatten().tolist():
+                if len(returns[i]) < targets[i]:
+                    returns[i].append(float(episode_return[i]))
+                    lengths[i].append(int(episode_length[i]))
+    flat_returns = [r for per_env in returns for r in per_env]
+    flat_lengths = [length for per_env in lengths for length in per_env]
+    return torch.tensor(flat_returns, dtype=torch.float32), torch.tensor(flat_lengths, dtype=torch.int64)

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny runs in a temporary runs folder, and a registry guard for test families."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from amorctl.config import DirectConfig, load_config
+from amorctl.problems import PROBLEMS, Problem, register_problem
+
+# Two shared CPU cores: one intra-op thread per test process avoids oversubscription stalls.
+torch.set_num_threads(1)
+
+TINY = [
+    "name=tiny",
+    "device=cpu",
+    "problem={name: quadratic, dim: 3, cond_max: 10}",
+    "model.hidden_sizes=[16]",
+    "train.steps=6",
+    "train.batch_size=16",
+    "train.log_every=2",
+    "train.eval_every=3",
+    "train.checkpoint_every=3",
+    "train.keep_checkpoints=10",
+    "eval.num_contexts=16",
+    "eval.timing_repeats=1",
+]
+"""Overrides for a run that takes a fraction of a second: a 3-d quadratic, a 16-unit MLP, 6 steps."""
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    """A runs folder inside the test's temporary directory (the runs create it)."""
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def tiny_args(runs_dir: Path) -> Callable[..., list[str]]:
+    """``tiny_args(*extra)``: the tiny run's overrides into ``runs_dir``, with ``extra`` applied last."""
+    return lambda *extra: [f"runs_dir={runs_dir}", *TINY, *extra]
+
+
+@pytest.fixture
+def tiny_config(tiny_args: Callable[..., list[str]]) -> Callable[..., DirectConfig]:
+    """``tiny_config(*extra)``: the validated tiny config."""
+    return lambda *extra: load_config(None, tiny_args(*extra))
+
+
+@pytest.fixture
+def find_runs(runs_dir: Path) -> Callable[..., list[Path]]:
+    """``find_runs(name="tiny")``: the run folders created under ``runs_dir/name``, oldest first."""
+
+    def _find(name: str = "tiny") -> list[Path]:
+        base = runs_dir / name
+        return sorted(base.iterdir()) if base.is_dir() else []
+
+    return _find
+
+
+@pytest.fixture
+def register(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, type[Problem]], None]:
+    """``register(name, cls)``: register a family for this test only; the registry is restored afterwards."""
+
+    def _register(name: str, cls: type[Problem]) -> None:
+        monkeypatch.setitem(PROBLEMS, name, cls)
+        register_problem(name, cls)
+
+    return _register
