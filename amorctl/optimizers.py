@@ -288,20 +288,19 @@ class LBFGS(BatchedOptimizer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The Armijo step ``(B, 1)`` per problem (0 where none was found) and f at the new point ``(B,)``.
 
-        Where the predicted decrease t·|∇fᵀd| of the first trial step is below the rounding error of
-        f (a converged problem), that step is taken without the Armijo test instead of backtracking
-        in vain ``max_backtracks`` times.
+        A trial step whose predicted decrease t·|∇fᵀd| is below the rounding error of f (a
+        converged problem) is taken without the Armijo test, instead of backtracking in vain
+        ``max_backtracks`` times.
         """
         step = initial_step.expand(y.shape[0], 1).clone()
         accepted = torch.zeros(y.shape[0], 1, dtype=torch.bool, device=y.device)
         new_value = value.clone()
-        predicted_decrease = -(step * slope).squeeze(-1)
-        below_resolution = predicted_decrease <= 8 * torch.finfo(value.dtype).eps * value.abs()
-        for backtrack in range(self.max_backtracks + 1):
+        resolution = 8 * torch.finfo(value.dtype).eps * value.abs()
+        for _ in range(self.max_backtracks + 1):
             trial = self.problem.objective(y + step * direction, x)
-            ok = trial <= value + self.armijo * (step * slope).squeeze(-1)
-            if backtrack == 0:  # converged to rounding: take the trial step unchecked, don't backtrack
-                ok = ok | below_resolution
+            predicted_change = (step * slope).squeeze(-1)  # t·∇fᵀd < 0
+            # Armijo, or a predicted decrease below f's rounding error (converged: don't backtrack in vain).
+            ok = (trial <= value + self.armijo * predicted_change) | (-predicted_change <= resolution)
             ok = (ok & torch.isfinite(trial)).unsqueeze(-1) & ~accepted
             new_value = torch.where(ok.squeeze(-1), trial, new_value)
             accepted = accepted | ok
@@ -493,6 +492,10 @@ def tune_step_size(
     (log-spaced). Step sizes that diverge on any training problem are never chosen; if every one
     diverges, ``RuntimeError``. Returns ``{**hyper, "step_size": best}``, ready for
     ``run_optimizer(name, problem, x, y0, num_iterations, **result)``.
+
+    The best step often sits just below the edge of stability of the training contexts (e.g.
+    2/λ_max for gradient descent), so a held-out context with a larger curvature can diverge under
+    it: tune on enough contexts to cover the family's curvature range.
     """
     grid, scores = step_size_scores(name, problem, train_contexts, y0_fn, num_iterations, grid, **hyper)
     finite = [(score, step) for score, step in zip(scores, grid) if math.isfinite(score)]
@@ -501,7 +504,7 @@ def tune_step_size(
             f"tune_step_size({name!r}): every step size in the grid diverged on the training contexts "
             f"({grid[0]:.3g} to {grid[-1]:.3g}); try smaller step sizes"
         )
-    best_score, best_step = min(finite)
+    _, best_step = min(finite)
     return {**hyper, "step_size": best_step}
 
 

@@ -10,7 +10,9 @@ from amorctl.problems.base import Problem, require
 
 
 class Lasso(Problem):
-    """f(y; x) = ½‖D y − x‖² + λ‖y‖₁ with one fixed dictionary D ∈ R^{m×n}, m = ``signal_dim``, n = ``code_dim``.
+    """f(y; x) = ½‖D y − x‖² + λ‖y‖₁ with one fixed dictionary D ∈ R^{m×n}.
+
+    m = ``signal_dim``, n = ``code_dim``, λ = ``l1``.
 
     The dictionary is drawn once from ``seed`` when the family is built and is the same for every
     context (:attr:`dictionary`, float64):
