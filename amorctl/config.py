@@ -96,8 +96,76 @@ class DirectConfig(Section):
         return self
 
 
-AGENT_CONFIGS: dict[str, type[Section]] = {"direct": DirectConfig}
-Config = DirectConfig
+class EnvConfig(Section):
+    """A gymnasium task behind the batched interface (``amorctl.envs.GymVectorEnv``)."""
+
+    id: str = "Pendulum-v1"
+    num_envs: PositiveInt = 1
+    vectorization: Literal["auto", "sync", "async"] = "auto"
+    max_episode_steps: PositiveInt | None = None
+    """Overrides the task's own time limit when set."""
+
+    @model_validator(mode="after")
+    def _check_id(self) -> EnvConfig:
+        from amorctl.envs import check_env_id  # gymnasium's registry, imported only for control configs
+
+        try:
+            check_env_id(self.id)
+        except ValueError as error:
+            raise ValueError(f"config key 'env.id': {error}") from None
+        return self
+
+
+class TD3Params(Section):
+    """TD3's hyper-parameters (Fujimoto et al. 2018); defaults as in the paper, lr as in SB3/CleanRL."""
+
+    learning_rate: PositiveFloat = 3e-4
+    gamma: float = Field(0.99, ge=0.0, le=1.0)
+    tau: float = Field(0.005, gt=0.0, le=1.0)
+    batch_size: PositiveInt = 256
+    policy_delay: PositiveInt = 2
+    target_policy_noise: float = Field(0.2, ge=0.0)
+    target_noise_clip: float = Field(0.5, ge=0.0)
+    exploration_noise: float = Field(0.1, ge=0.0)
+    buffer_size: PositiveInt = 1_000_000
+    learning_starts: int = Field(25_000, ge=0)
+    gradient_steps: int = Field(1, ge=0)
+    hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [256, 256])
+    compile: bool = False
+
+
+class ControlTrainConfig(Section):
+    total_steps: PositiveInt = 100_000
+    """Environment transitions to collect (over all N copies)."""
+    log_every: PositiveInt = 1000
+    eval_every: PositiveInt = 5000
+    eval_episodes: PositiveInt = 10
+    eval_envs: PositiveInt = 5
+    checkpoint_every: PositiveInt = 10_000
+    keep_checkpoints: PositiveInt = 3
+    save_replay_buffer: bool = False
+    """Store the replay buffer in checkpoints, for an exactly equal continuation after ``--resume``."""
+    target_return: float | None = None
+    """Stop once the mean evaluation return reaches this (time-to-solve runs)."""
+    max_wall_seconds: PositiveFloat | None = None
+    """Stop after this much training time (fixed wall-clock budgets)."""
+
+
+class TD3Config(Section):
+    """A TD3 run: the policy πθ(s) amortizes argmax_a Q(s, a) (objective loss −Q, eq. 2.10)."""
+
+    agent: Literal["td3"] = "td3"
+    name: str = "td3"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    runs_dir: str = "runs"
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    td3: TD3Params = Field(default_factory=TD3Params)
+    train: ControlTrainConfig = Field(default_factory=ControlTrainConfig)
+
+
+AGENT_CONFIGS: dict[str, type[Section]] = {"direct": DirectConfig, "td3": TD3Config}
+Config = DirectConfig | TD3Config
 
 
 def validate_problem_section(section: dict[str, Any]) -> dict[str, Any]:

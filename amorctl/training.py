@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from amorctl.agents.direct import DirectAmortization
 from amorctl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from amorctl.config import DirectConfig, resolve_device
+from amorctl.config import Config, DirectConfig, TD3Config, resolve_device
+from amorctl.control import train_td3
 from amorctl.errors import CheckpointError, ConfigError, NonFiniteError
 from amorctl.evaluation import ReferenceSet, evaluate_model, format_table, gap_metrics
 from amorctl.models import FullyAmortizedMLP, TanhBox
@@ -35,8 +36,8 @@ def build_model(config: DirectConfig, problem: Problem) -> FullyAmortizedMLP:
     )
 
 
-def train(config: DirectConfig, run: RunDir, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Train the run's model, write checkpoints and ``eval/metrics.json``; returns the final metrics.
+def train_direct(config: DirectConfig, run: RunDir, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train the run's amortization model, write checkpoints and ``eval/metrics.json``; returns the final metrics.
 
     With ``resume=True`` the latest checkpoint in ``run`` is loaded first and training continues
     from its step with the same random streams; ``config`` (which may extend ``train.steps``)
@@ -136,6 +137,13 @@ def train(config: DirectConfig, run: RunDir, resume: bool = False, show_progress
     run.write_metrics(metrics)
     print(format_table(metrics))
     return metrics
+
+
+def train(config: Config, run: RunDir, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train the agent ``config.agent`` names (``direct`` or ``td3``) in ``run``; returns its final metrics."""
+    if isinstance(config, TD3Config):
+        return train_td3(config, run, resume, show_progress)
+    return train_direct(config, run, resume, show_progress)
 
 
 def check_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, last_checkpoint) -> None:

@@ -1,1 +1,13 @@
 """MDP views of problems and control tasks, installed as ``amorctl.envs``."""
+
+from __future__ import annotations
+
+from amorctl.envs.base import BatchedEnv, StepResult, evaluate_policy
+from amorctl.envs.gym_adapter import GymVectorEnv, check_env_id, make_gym_env
+
+__all__ = ["BatchedEnv", "GymVectorEnv", "StepResult", "check_env_id", "evaluate_policy", "make_gym_env"]
+
+from amorctl.envs.iterate import IterateEnv  # noqa: E402
+from amorctl.envs.iterate_gym import ITERATE_ENV_IDS, IterateGymEnv, register_iterate_envs  # noqa: E402
+
+__all__ += ["ITERATE_ENV_IDS", "IterateEnv", "IterateGymEnv", "register_iterate_envs"]

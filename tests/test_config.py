@@ -78,7 +78,7 @@ def test_problem_kwargs_are_coerced_to_the_constructor_types():
         (["model.hidden_sizes=[16, 0]"], "model.hidden_sizes.1"),
         (["eval.num_contexts=0"], "eval.num_contexts"),
         (["train=3"], "train"),
-        (["agent=td3"], "agent"),
+        (["agent=ppo"], "agent"),
         (["problem.name=nope"], "problem.name"),
         (["problem.dimm=3"], "problem.dimm"),
         (["problem={name: quadratic, dimm: 3}"], "problem.dimm"),

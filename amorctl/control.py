@@ -1,0 +1,165 @@
+"""A control run: TD3 on a gymnasium task, with evaluation, TensorBoard, checkpoints and resume."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from amorctl.agents.td3 import TD3
+from amorctl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from amorctl.config import TD3Config, resolve_device
+from amorctl.envs import GymVectorEnv, evaluate_policy
+from amorctl.errors import CheckpointError, ConfigError, NonFiniteError
+from amorctl.evaluation import format_table
+from amorctl.rundir import RunDir
+
+EVAL_SEED_OFFSET = 1_000_000
+"""Evaluation episodes are seeded from ``seed + EVAL_SEED_OFFSET + evaluation index``, apart from training's."""
+
+
+def make_env(config: TD3Config, num_envs: int, device: torch.device) -> GymVectorEnv:
+    """The configured task with ``num_envs`` copies."""
+    extra = {"max_episode_steps": config.env.max_episode_steps} if config.env.max_episode_steps else {}
+    return GymVectorEnv(config.env.id, num_envs, device, config.env.vectorization, **extra)
+
+
+def make_td3(config: TD3Config, env: GymVectorEnv, device: torch.device) -> TD3:
+    return TD3(env, **config.td3.model_dump(), seed=config.seed, device=device)
+
+
+def evaluate(agent: TD3, env: GymVectorEnv, episodes: int, seed: int) -> dict[str, float]:
+    """Deterministic episodes of the policy π(s) on ``env``; mean and std of return and length."""
+    returns, lengths = evaluate_policy(agent.predict, env, episodes, seed=seed)
+    lengths = lengths.double()
+    return {
+        "mean_return": returns.mean().item(),
+        "std_return": returns.std(unbiased=False).item(),
+        "mean_length": lengths.mean().item(),
+        "std_length": lengths.std(unbiased=False).item(),
+        "episodes": episodes,
+    }
+
+
+def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train TD3 as configured; returns the final evaluation (also in ``eval/metrics.json``).
+
+    Evaluation runs every ``train.eval_every`` transitions on separate environments. Checkpoints
+    restart the training episodes (they are not part of a checkpoint), so that a resumed run and
+    an uninterrupted one see the same stream; with ``train.save_replay_buffer`` they continue
+    identically on the CPU.
+    """
+    device = resolve_device(config)
+    train_env = make_env(config, config.env.num_envs, device)
+    eval_env = make_env(config, config.train.eval_envs, device)
+    agent = make_td3(config, train_env, device)
+    last_checkpoint = None
+    if resume:
+        last_checkpoint = latest_checkpoint(run.checkpoints)
+        if last_checkpoint is None:
+            raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to resume from")
+        state = load_checkpoint(last_checkpoint, map_location=device)
+        try:
+            agent.load_state_dict(state["agent"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint {str(last_checkpoint)!r} does not match the run's config ({type(error).__name__})"
+            ) from None
+        if agent.num_timesteps > config.train.total_steps:
+            raise ConfigError(
+                f"config key 'train.total_steps' is {config.train.total_steps}, "
+                f"but the checkpoint is already at step {agent.num_timesteps}"
+            )
+        run.save_config(config)
+    evaluations = state.get("evaluations", 0) if resume else 0
+    elapsed = state.get("elapsed_seconds", 0.0) if resume else 0.0
+    writer = SummaryWriter(str(run.events), purge_step=agent.num_timesteps + 1 if resume else None)
+    progress = tqdm(
+        total=config.train.total_steps, initial=agent.num_timesteps, desc=config.name,
+        disable=not show_progress, dynamic_ncols=True, unit="step",
+    )
+    train_cfg = config.train
+    result: dict[str, float] = {}
+    stop_reason = "total_steps"
+    try:
+        while agent.num_timesteps < train_cfg.total_steps:
+            chunk_start, steps_before = time.perf_counter(), agent.num_timesteps
+            boundary = min(train_cfg.total_steps, _next_multiple(steps_before, train_cfg.log_every))
+            metrics = agent.collect_and_train(boundary - steps_before)
+            step = agent.num_timesteps
+            seconds = time.perf_counter() - chunk_start
+            elapsed += seconds
+            _log_train(writer, metrics, step, (step - steps_before) / seconds, last_checkpoint)
+            progress.update(step - steps_before)
+            if _crossed(steps_before, step, train_cfg.eval_every) or step >= train_cfg.total_steps:
+                result = evaluate(agent, eval_env, train_cfg.eval_episodes, config.seed + EVAL_SEED_OFFSET + evaluations)
+                evaluations += 1
+                writer.add_scalar("eval/mean_return", result["mean_return"], step)
+                writer.add_scalar("eval/mean_length", result["mean_length"], step)
+                writer.add_scalar("eval/wall_seconds", elapsed, step)
+                progress.set_postfix(eval_return=f"{result['mean_return']:.1f}")
+            done_early = _stop_reason(train_cfg, result, elapsed)
+            if _crossed(steps_before, step, train_cfg.checkpoint_every) or step >= train_cfg.total_steps or done_early:
+                state = {
+                    "step": step,
+                    "agent": agent.state_dict(include_replay_buffer=train_cfg.save_replay_buffer),
+                    "evaluations": evaluations,
+                    "elapsed_seconds": elapsed,
+                }
+                last_checkpoint = save_checkpoint(run.checkpoints, step, state, train_cfg.keep_checkpoints)
+                agent.restart_episodes()
+            if done_early:
+                stop_reason = done_early
+                break
+    finally:
+        progress.close()
+        train_env.close()
+    if not result:
+        result = evaluate(agent, eval_env, train_cfg.eval_episodes, config.seed + EVAL_SEED_OFFSET + evaluations)
+    eval_env.close()
+    final = {"step": agent.num_timesteps, "wall_seconds": elapsed, "stop_reason": stop_reason, **result}
+    writer.close()
+    run.write_metrics(final)
+    print(format_table(final))
+    return final
+
+
+def _log_train(
+    writer: SummaryWriter, metrics: dict[str, torch.Tensor], step: int, steps_per_second: float, last_checkpoint
+) -> None:
+    """TensorBoard scalars of one logging window; a NaN or Inf loss stops the run."""
+    names = {
+        "charts/episodic_return": "train/episodic_return",
+        "charts/episodic_length": "train/episodic_length",
+        "losses/qf_loss": "loss/critic",
+        "losses/actor_loss": "loss/actor",
+        "losses/qf1_values": "train/q_mean",
+    }
+    values = {names[key]: float(value) for key, value in metrics.items() if key in names}
+    for name in ("loss/critic", "loss/actor"):
+        if name in values and not torch.isfinite(torch.tensor(values[name])):
+            kept = f"the last good checkpoint is {str(last_checkpoint)!r}" if last_checkpoint else "no checkpoint was written yet"
+            raise NonFiniteError(f"{name} became {values[name]} at step {step}; training stopped and {kept}")
+    for name, value in values.items():
+        writer.add_scalar(name, value, step)
+    writer.add_scalar("perf/steps_per_second", steps_per_second, step)
+
+
+def _stop_reason(train_cfg, result: dict[str, float], elapsed: float) -> str | None:
+    if train_cfg.target_return is not None and result and result["mean_return"] >= train_cfg.target_return:
+        return "target_return"
+    if train_cfg.max_wall_seconds is not None and elapsed >= train_cfg.max_wall_seconds:
+        return "max_wall_seconds"
+    return None
+
+
+def _next_multiple(value: int, every: int) -> int:
+    return (value // every + 1) * every
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in (before, after]."""
+    return after // every > before // every

@@ -1,0 +1,190 @@
+"""gymnasium vector environments behind the batched torch interface (:class:`~amorctl.envs.base.BatchedEnv`).
+
+Any gymnasium id with a Box action space and a Box observation space works (``Pendulum-v1``,
+``InvertedPendulum-v5``, ``HalfCheetah-v5``, ``Hopper-v5``, ...). Actions arrive in the policy's box
+[-1, 1] and are rescaled affinely to the environment's bounds; observations are flattened to float32.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from amorctl.envs.base import BatchedEnv, StepResult
+
+Vectorization = Literal["auto", "sync", "async"]
+
+ASYNC_MIN_ENVS = 8
+"""``vectorization="auto"`` uses worker processes only from this many copies on ..."""
+ASYNC_MIN_CPUS = 8
+"""... and only on a machine with at least this many usable cores (see :class:`GymVectorEnv`)."""
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ``ValueError`` naming the closest registered ids when ``env_id`` is not registered.
+
+    ``"module:Env-v0"`` ids import ``module`` first, as :func:`gymnasium.make` does.
+    """
+    name = env_id
+    if ":" in env_id:
+        module, name = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(f"environment id {env_id!r}: module {module!r} cannot be imported ({error})") from None
+    if name in gym.registry:
+        return
+    matches = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else "; see gymnasium.pprint_registry()"
+    raise ValueError(f"unknown gymnasium environment id {name!r}{hint}")
+
+
+def make_gym_env(env_id: str, **make_kwargs: Any) -> gym.Env:
+    """One gymnasium ``Env`` whose actions are in [-1, 1], rescaled like :class:`GymVectorEnv` does.
+
+    The single-instance form for gymnasium users such as stable-baselines3; ``make_kwargs`` go to
+    :func:`gymnasium.make` (e.g. ``max_episode_steps``).
+    """
+    check_env_id(env_id)
+    env = gym.make(env_id, **make_kwargs)
+    _box_bounds(env_id, env.action_space)
+    unit = np.ones(env.action_space.shape, dtype=env.action_space.dtype)
+    return gym.wrappers.RescaleAction(env, -unit, unit)
+
+
+class GymVectorEnv(BatchedEnv):
+    """N copies of a gymnasium environment as one :class:`~amorctl.envs.base.BatchedEnv`.
+
+    Built on :func:`gymnasium.make_vec` with ``AutoresetMode.SAME_STEP``, so the true final observation
+    of a finished episode comes back in the same step. Per step, the action batch crosses to numpy
+    once and each returned array crosses to torch once; nothing loops over the copies in Python.
+    Actions are clipped to [-1, 1], then mapped affinely onto the action space's [low, high].
+
+    ``vectorization="auto"`` steps the copies in this process (``SyncVectorEnv``) unless there are at
+    least 8 copies and at least 8 usable cores, where it uses worker processes (``AsyncVectorEnv``).
+    Measured with random actions on the 2-core development machine (transitions per second, sync /
+    async): HalfCheetah-v5 N=1 17.1k / 10.8k, N=2 29.5k / 10.9k, N=8 31.4k / 10.1k; Hopper-v5 N=8
+    9.0k / 4.6k; Humanoid-v5 N=8 5.5k / 3.5k. A MuJoCo step costs 30-250 µs while the pipe round trip
+    to the workers costs about 90 µs per step, so worker processes only pay when many copies can run
+    on cores of their own (the 8/8 threshold is that reasoning, not a measurement).
+
+    Args:
+        env_id: a registered gymnasium id (``"module:Env-v0"`` imports ``module`` first).
+        num_envs: N.
+        device: where the returned tensors live.
+        vectorization: ``"auto"``, ``"sync"`` or ``"async"`` (see above).
+        seed: seeds the first :meth:`reset` when it is called without a seed.
+        **make_kwargs: passed to every copy's :func:`gymnasium.make` (e.g. ``max_episode_steps``).
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int = 1,
+        device: torch.device | str = "cpu",
+        vectorization: Vectorization = "auto",
+        seed: int | None = None,
+        **make_kwargs: Any,
+    ):
+        check_env_id(env_id)
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if vectorization not in ("auto", "sync", "async"):
+            raise ValueError(f"vectorization must be 'auto', 'sync' or 'async', got {vectorization!r}")
+        if vectorization == "auto":
+            vectorization = "async" if num_envs >= ASYNC_MIN_ENVS and _usable_cpus() >= ASYNC_MIN_CPUS else "sync"
+        self.name, self.num_envs, self.device = env_id, num_envs, torch.device(device)
+        self.vectorization = vectorization
+        self.env = gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode=vectorization,
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+            **make_kwargs,
+        )
+        try:
+            low, high = _box_bounds(env_id, self.env.single_action_space)
+            if not isinstance(self.env.single_observation_space, gym.spaces.Box):
+                raise ValueError(
+                    f"{env_id} has observation space {self.env.single_observation_space}; GymVectorEnv needs a Box"
+                )
+        except ValueError:
+            self.env.close()
+            raise
+        self.action_dim = int(np.prod(self.env.single_action_space.shape))
+        self.observation_dim = int(np.prod(self.env.single_observation_space.shape))
+        self._action_shape = (num_envs, *self.env.single_action_space.shape)
+        self._action_dtype = self.env.single_action_space.dtype
+        self._action_center = ((high + low) / 2).reshape(-1)
+        self._action_half_width = ((high - low) / 2).reshape(-1)
+        self._seed = seed
+        self._episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
+        self._episode_length = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self._needs_reset = True
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        if seed is None and self._seed is not None:
+            seed, self._seed = self._seed, None
+        obs, _ = self.env.reset(seed=seed)
+        self._episode_return.zero_()
+        self._episode_length.zero_()
+        self._needs_reset = False
+        return self._observations(obs)
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        if self._needs_reset:
+            raise RuntimeError(f"{self.name}: call reset() before the first step()")
+        host = action.detach().cpu() if isinstance(action, torch.Tensor) else action
+        self.validate_action(host)
+        env_action = self._action_center + self._action_half_width * np.clip(host.double().numpy(), -1.0, 1.0)
+        obs, reward, terminated, truncated, env_info = self.env.step(
+            env_action.astype(self._action_dtype, copy=False).reshape(self._action_shape)
+        )
+
+        final_obs = obs
+        if "final_obs" in env_info:
+            final_obs = obs.copy()
+            for i in np.flatnonzero(env_info["_final_obs"]):
+                final_obs[i] = env_info["final_obs"][i]
+        obs_t = self._observations(obs)
+        reward_t = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
+        terminated_t = torch.as_tensor(terminated, dtype=torch.bool, device=self.device)
+        truncated_t = torch.as_tensor(truncated, dtype=torch.bool, device=self.device)
+
+        self._episode_return += reward_t
+        self._episode_length += 1
+        ended = terminated_t | truncated_t
+        info = {
+            "final_obs": obs_t if final_obs is obs else self._observations(final_obs),
+            "episode_return": self._episode_return.clone(),
+            "episode_length": self._episode_length.clone(),
+        }
+        self._episode_return.masked_fill_(ended, 0.0)
+        self._episode_length.masked_fill_(ended, 0)
+        return obs_t, reward_t, terminated_t, truncated_t, info
+
+    def close(self) -> None:
+        self.env.close()
+
+    def _observations(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(self.num_envs, -1)
+
+
+def _box_bounds(env_id: str, space: gym.Space) -> tuple[np.ndarray, np.ndarray]:
+    """The finite bounds of a Box action space in float64, or ``ValueError``."""
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"{env_id} has action space {space}; amorctl agents need a Box (continuous) action space")
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ValueError(f"{env_id} has unbounded actions {space}; rescaling from [-1, 1] needs finite bounds")
+    return low, high
+
+
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

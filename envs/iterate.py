@@ -1,0 +1,462 @@
+"""A solver's iterations as a natively batched MDP over any problem family (seed section 2.2.3).
+
+Li & Malik (2017) and Ichnowski et al. (2021) view an iterative solver as a Markov decision process:
+the state is the context, the current iterate, its gradient and the recent history; the action is
+the update (or a solver parameter such as the step size); the reward is the decrease of the
+objective. Any RL agent then learns an optimizer, and the policy is the update rule of a
+semi-amortized model (eq. 2.2). :class:`IterateEnv` holds N such problems at once as tensors on one
+device and implements the :class:`~amorctl.envs.base.BatchedEnv` interface.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+
+from amorctl.envs.base import BatchedEnv, StepResult
+from amorctl.problems.base import Problem
+
+ActionMode = Literal["update", "step_size"]
+RewardMode = Literal["improvement", "log_gap", "objective", "per_step"]
+Convergence = Literal["gradient", "gap"]
+Seeding = Literal["shared", "per_row"]
+InitSpec = Literal["zeros", "random"] | Callable[[torch.Tensor], torch.Tensor]
+
+OBSERVATION_BOUND = 1e6
+"""Every observation entry is clipped to ±this (only a raw context entry can get near it)."""
+
+SCALE_EPS = 1e-6
+"""Relative floor of the episode's objective scale S (see :class:`IterateEnv`)."""
+
+_TINY = 1e-12
+"""Floor of the gradient normalizers, so that a zero initial gradient does not divide by zero."""
+
+
+def signed_log(v: torch.Tensor) -> torch.Tensor:
+    """sign(v)·log(1 + |v|): the identity near 0, logarithmic for large |v|, finite for finite v."""
+    return torch.sign(v) * torch.log1p(v.abs())
+
+
+def _overrides(problem: Problem, method: str) -> bool:
+    return getattr(type(problem), method, None) is not getattr(Problem, method, None)
+
+
+class IterateEnv(BatchedEnv):
+    """N problems of one family solved by a learned update rule; one step is one solver iteration.
+
+    **Episodes.** Each copy draws a context x ~ p(x) and an initial iterate y₀ (``init``: ``"zeros"``,
+    ``"random"`` for N(0, init_scale²) entries, or a callable such as a fully-amortized model mapping
+    contexts ``(k, context_dim)`` to warm starts ``(k, solution_dim)``, called under ``no_grad``), then
+    runs at most T = ``max_iterations`` iterations. With a reference solver (``solve``; by default used
+    whenever the family overrides :meth:`Problem.solve`) f* = f(y*(x); x) is computed at the episode's
+    start, batched over the rows that start together. Finished copies are redrawn automatically
+    (only those rows, with masks and index writes; the rest of the batch is untouched).
+
+    **Objective scale.** Each episode has a scale S > 0 that makes rewards and features comparable
+    across problems of very different magnitude: with f*, S = max(f(y₀) − f*, SCALE_EPS·(1 + |f*|))
+    (the initial gap); without, S = |f(y₀)| + ‖∇f(y₀)‖ + SCALE_EPS (a heuristic). The reference value
+    is f_ref = f* with a solver, f(y₀) without; ρ = ``gap_floor`` is a relative floor on the gap.
+
+    **Stationarity.** ‖∇f(y)‖₂ for a smooth unconstrained family; for a composite family f = g + h
+    exposing ``smooth_gradient``, ``prox`` and ``lipschitz`` (the lasso) the gradient mapping
+    L‖y − prox_{1/L}(y − ∇g(y)/L)‖₂, which is 0 exactly at a minimiser; for a box-constrained family
+    (``bounds``) the projected gradient ‖y − Π(y − ∇f(y))‖₂. "Gradient" below means ∇g for composite
+    families and ∇f otherwise.
+
+    **Observation** (float32, ``observation_dim = 3 + (2 + 2H)·n + (m if include_context)``, n =
+    ``solution_dim``, m = ``context_dim``, H = ``history``), in this order
+    (:attr:`observation_slices` names each block):
+
+    ======================  ======  ===========================================================
+    block                   size    value
+    ======================  ======  ===========================================================
+    ``iterate``             n       slog(y_t), slog(v) = sign(v)·log(1 + |v|)
+    ``gradient``            n       slog(∇f(y_t) / r₀), r₀ = max(‖∇f(y₀)‖₂/√n, 1e-12) (RMS of ∇f(y₀))
+    ``objective``           1       log((f(y_t) − f*)/S + ρ) with f* (0 at the start, ≈ log ρ at the
+                                    optimum); slog((f(y_t) − f(y₀))/S) without
+    ``stationarity``        1       log(σ_t/σ₀ + ρ) with σ the stationarity measure (σ₀ floored)
+    ``budget``              1       t / T, the fraction of the iteration budget used
+    ``update_history``      H·n     slog(Δ_{t−1}), …, slog(Δ_{t−H}), Δ_s = y_{s+1} − y_s, most recent first
+    ``gradient_history``    H·n     slog(∇f(y_{t−1})/r₀), …, slog(∇f(y_{t−H})/r₀): the gradient each
+                                    update Δ_s was taken from, so (Δ_{t−1}, ∇f(y_t) − ∇f(y_{t−1})) is
+                                    a secant pair
+    ``context``             m       the raw context x (``include_context=True`` only)
+    ======================  ======  ===========================================================
+
+    History slots not yet filled in the episode are zeros. Every entry is clipped to
+    ±:data:`OBSERVATION_BOUND`. The signed-log keeps iterates and updates readable across scales,
+    dividing by r₀ makes the gradient scale-free per episode while keeping its decay visible.
+
+    **Actions** a ∈ [-1, 1]^action_dim (clipped):
+
+    - ``action="update"`` (action_dim = n): y ← y + action_scale·u·a, with u = 1
+      (``update_scaling="fixed"``) or u = r₀ (``"gradient"``: the step is measured in units of the
+      initial gradient's RMS, which tracks the family's scale).
+    - ``action="step_size"`` (action_dim = 1): α = exp(log α_min + (a + 1)/2·(log α_max − log α_min)),
+      log-uniform over ``step_size_range``; y ← y − α∇f(y) (gradient descent), y ← prox_α(y − α∇g(y))
+      for a composite family (ISTA), and the result is projected onto ``bounds`` for a box domain
+      (in both modes).
+
+    **Rewards** (per step t → t+1):
+
+    - ``"improvement"``: (f(y_t) − f(y_{t+1}))/S; an episode's return is 1 − gap_T/gap_0 with f*.
+    - ``"log_gap"``: log((f(y_t) − f*)/S + ρ) − log((f(y_{t+1}) − f*)/S + ρ) (needs a solver); the
+      return is at most log(1/ρ + 1).
+    - ``"objective"``: −(f(y_{t+1}) − f_ref)/S.
+    - ``"per_step"``: −1 every iteration, so the return is minus the iterations used (as in RLQP).
+
+    **Termination.** ``terminated`` when the reached iterate is converged (``convergence="gradient"``:
+    stationarity ≤ ``tolerance``; ``"gap"``: f − f* ≤ ``tolerance``, needs a solver) or diverged;
+    ``truncated`` after T iterations otherwise. A step diverges when the new iterate, its objective
+    or its gradient is not finite, or when (f − f_ref)/S exceeds ``divergence_threshold``: the update
+    is rejected (the copy keeps its last finite iterate, which ``final_obs`` shows), the reward is
+    −``divergence_penalty`` (default ``max_iterations`` for ``"per_step"`` and ``"objective"``
+    rewards, so that diverging never beats running out the budget, and 10 otherwise), and the episode
+    ends as terminated. Nothing non-finite reaches observations or rewards.
+
+    **info** (besides ``final_obs``, ``episode_return``, ``episode_length``): ``converged`` and
+    ``diverged`` (bool (N,)), ``total_diverged`` (int64 scalar: diverged episodes since construction),
+    and, with a solver, ``final_gap`` (float32 (N,)): f − f* ≥ 0 of the state each copy reached
+    (its episode's final gap in the rows that ended).
+
+    **Seeding.** ``seeding="shared"`` (default, fully vectorized): one generator on ``device``, seeded by
+    ``reset(seed)``; a reset draws the contexts (then the random initial iterates) of all the rows
+    that start together in one batched call, in row order. Reproducible for a given seed, N and
+    sequence of actions, but copy i does not see the same problems as a single environment seeded
+    ``seed + i``. ``seeding="per_row"``: copy i has its own generator seeded ``seed + i`` and draws its
+    own episodes, so row i of an N-copy environment reproduces, episode after episode, a 1-copy
+    environment (or :class:`~amorctl.envs.iterate_gym.IterateGymEnv`) reset with ``seed + i`` and fed the
+    same actions; it costs one small Python-level draw per finishing row. The two modes coincide for
+    N = 1. Without a seed, a first reset seeds from the operating system.
+
+    Cost per step: one objective and gradient evaluation of the batch (``torch.func.grad`` of the
+    summed objective, or the family's ``smooth_gradient``), no ``.item()``, no loop over the copies; one
+    host synchronization to find the rows that ended, and one more when some are redrawn (the
+    finiteness check of their initial iterates; a family's iterative solver adds its own).
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        num_envs: int = 1,
+        *,
+        max_iterations: int = 50,
+        history: int = 3,
+        action: ActionMode = "update",
+        action_scale: float = 0.1,
+        update_scaling: Literal["fixed", "gradient"] = "fixed",
+        step_size_range: tuple[float, float] = (1e-4, 10.0),
+        reward: RewardMode = "improvement",
+        convergence: Convergence = "gradient",
+        tolerance: float = 1e-4,
+        init: InitSpec = "zeros",
+        init_scale: float = 1.0,
+        include_context: bool = False,
+        solve: bool | None = None,
+        gap_floor: float = 1e-6,
+        divergence_threshold: float = 1e6,
+        divergence_penalty: float | None = None,
+        seeding: Seeding = "shared",
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        """Build N copies of the optimizer MDP over ``problem``; see the class docstring for every option.
+
+        Raises ``ValueError`` (naming the argument) for an impossible option, e.g. ``reward="log_gap"``
+        on a family without a reference solver.
+        """
+        if not isinstance(problem, Problem):
+            raise ValueError(f"problem must be an amorctl.problems.Problem, got {type(problem).__name__}")
+        _check(isinstance(num_envs, int) and num_envs >= 1, "num_envs", "a positive integer", num_envs)
+        _check(isinstance(max_iterations, int) and max_iterations >= 1, "max_iterations", "a positive integer",
+               max_iterations)
+        _check(isinstance(history, int) and history >= 0, "history", "a non-negative integer", history)
+        _check(action in ("update", "step_size"), "action", "'update' or 'step_size'", action)
+        _check(action_scale > 0, "action_scale", "a positive number", action_scale)
+        _check(update_scaling in ("fixed", "gradient"), "update_scaling", "'fixed' or 'gradient'", update_scaling)
+        _check(len(step_size_range) == 2 and 0 < step_size_range[0] <= step_size_range[1], "step_size_range",
+               "(alpha_min, alpha_max) with 0 < alpha_min <= alpha_max", step_size_range)
+        _check(reward in ("improvement", "log_gap", "objective", "per_step"), "reward",
+               "'improvement', 'log_gap', 'objective' or 'per_step'", reward)
+        _check(convergence in ("gradient", "gap"), "convergence", "'gradient' or 'gap'", convergence)
+        _check(tolerance >= 0, "tolerance", "a non-negative number", tolerance)
+        _check(callable(init) or init in ("zeros", "random"), "init",
+               "'zeros', 'random' or a callable mapping contexts to initial iterates", init)
+        _check(init_scale >= 0, "init_scale", "a non-negative number", init_scale)
+        _check(gap_floor > 0, "gap_floor", "a positive number", gap_floor)
+        _check(divergence_threshold > 0, "divergence_threshold", "a positive number", divergence_threshold)
+        _check(divergence_penalty is None or divergence_penalty >= 0, "divergence_penalty",
+               "a non-negative number or None", divergence_penalty)
+        _check(seeding in ("shared", "per_row"), "seeding", "'shared' or 'per_row'", seeding)
+        has_solver = _overrides(problem, "solve")
+        if solve is None:
+            solve = has_solver
+        elif solve and not has_solver:
+            raise ValueError(f"solve=True, but {type(problem).__name__} has no reference solver")
+        needs = "reward='log_gap'" if reward == "log_gap" else "convergence='gap'" if convergence == "gap" else None
+        if needs and not solve:
+            why = "solve=False" if has_solver else f"{type(problem).__name__} has no reference solver"
+            raise ValueError(f"{needs} needs the optimal value f* from a reference solver, but {why}")
+
+        self.problem = problem
+        self.name = f"Iterate{type(problem).__name__}"
+        self.num_envs, self.max_iterations, self.history = num_envs, max_iterations, history
+        self.action_mode, self.action_scale, self.update_scaling = action, float(action_scale), update_scaling
+        self.step_size_range = (float(step_size_range[0]), float(step_size_range[1]))
+        self.reward_mode, self.convergence, self.tolerance = reward, convergence, float(tolerance)
+        self.init, self.init_scale, self.include_context = init, float(init_scale), include_context
+        self.uses_solver = bool(solve)
+        self.gap_floor, self.divergence_threshold = float(gap_floor), float(divergence_threshold)
+        if divergence_penalty is None:
+            divergence_penalty = float(max_iterations) if reward in ("per_step", "objective") else 10.0
+        self.divergence_penalty = float(divergence_penalty)
+        self.seeding = seeding
+        self.device, self.dtype = torch.device(device), dtype
+
+        self.composite = all(callable(getattr(problem, attr, None)) for attr in ("smooth_gradient", "prox"))
+        if self.composite and not getattr(problem, "lipschitz", None):
+            raise ValueError(f"{type(problem).__name__} has smooth_gradient and prox but no positive `lipschitz`")
+        self.bounds = problem.bounds
+
+        n, m, h = problem.solution_dim, problem.context_dim, history
+        self.solution_dim, self.context_dim = n, m
+        self.action_dim = n if action == "update" else 1
+        sizes = [("iterate", n), ("gradient", n), ("objective", 1), ("stationarity", 1), ("budget", 1),
+                 ("update_history", h * n), ("gradient_history", h * n)]
+        if include_context:
+            sizes.append(("context", m))
+        self.observation_slices: dict[str, slice] = {}
+        start = 0
+        for block, size in sizes:
+            self.observation_slices[block] = slice(start, start + size)
+            start += size
+        self.observation_dim = start
+
+        if seeding == "shared":
+            self._generators = [torch.Generator(device=self.device)]
+        else:
+            self._generators = [torch.Generator(device=self.device) for _ in range(num_envs)]
+        self._seeded = False
+        self.total_diverged = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._allocate()
+
+    # ------------------------------------------------------------------ public interface
+
+    @torch.no_grad()
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Draw a new episode in every copy; returns observations ``(N, observation_dim)``.
+
+        ``seed`` seeds the environment's generator (``seeding="shared"``) or copy i's generator with
+        ``seed + i`` (``"per_row"``); without it the draws continue the current streams.
+        """
+        if seed is not None:
+            for i, generator in enumerate(self._generators):
+                generator.manual_seed(int(seed) + i)
+            self._seeded = True
+        elif not self._seeded:
+            for generator in self._generators:
+                generator.seed()
+            self._seeded = True
+        self._start_episodes(torch.arange(self.num_envs, device=self.device))
+        return self._observe()
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor) -> StepResult:
+        """One solver iteration in every copy; see the class docstring for rewards, flags and ``info``."""
+        self.validate_action(action)
+        a = action.to(device=self.device, dtype=self.dtype).clamp(-1.0, 1.0)
+        y, x = self._y, self._x
+        if self.action_mode == "update":
+            unit = self._grad_unit.unsqueeze(-1) if self.update_scaling == "gradient" else 1.0
+            proposal = y + self.action_scale * unit * a
+        else:
+            low, high = (math.log(v) for v in self.step_size_range)
+            alpha = torch.exp(low + 0.5 * (a + 1.0) * (high - low))  # (N, 1)
+            proposal = y - alpha * self._g
+            if self.composite:
+                proposal = self.problem.prox(proposal, alpha)
+        if self.bounds is not None:
+            proposal = proposal.clamp(*self.bounds)
+        f_new, g_new, stat_new = self._evaluate(proposal, x)
+
+        finite = torch.isfinite(proposal).all(-1) & torch.isfinite(g_new).all(-1) & torch.isfinite(f_new)
+        finite = finite & torch.isfinite(stat_new)
+        diverged = ~finite | ((f_new - self._f_ref) / self._scale > self.divergence_threshold)
+        keep = diverged.unsqueeze(-1)
+
+        reward = self._reward(self._f, f_new)
+        reward = torch.where(diverged, torch.full_like(reward, -self.divergence_penalty), reward)
+
+        if self.history > 0:
+            update = proposal - y
+            new_dy = torch.cat([update.unsqueeze(1), self._hist_dy[:, :-1]], dim=1)
+            new_hg = torch.cat([self._g.unsqueeze(1), self._hist_g[:, :-1]], dim=1)
+            self._hist_dy = torch.where(keep.unsqueeze(-1), self._hist_dy, new_dy)
+            self._hist_g = torch.where(keep.unsqueeze(-1), self._hist_g, new_hg)
+        self._y = torch.where(keep, y, proposal)
+        self._g = torch.where(keep, self._g, g_new)
+        self._f = torch.where(diverged, self._f, f_new)
+        self._stat = torch.where(diverged, self._stat, stat_new)
+        self._t = self._t + 1
+        self._return = self._return + reward.to(torch.float32)
+
+        if self.convergence == "gradient":
+            converged = self._stat <= self.tolerance
+        else:
+            converged = self._gap() <= self.tolerance
+        converged = converged & ~diverged
+        terminated = converged | diverged
+        truncated = (self._t >= self.max_iterations) & ~terminated
+        ended = terminated | truncated
+        self.total_diverged = self.total_diverged + diverged.sum()
+
+        final_obs = self._observe()
+        info: dict[str, Any] = {
+            "final_obs": final_obs,
+            "episode_return": self._return.clone(),
+            "episode_length": self._t.clone(),
+            "converged": converged,
+            "diverged": diverged,
+            "total_diverged": self.total_diverged.clone(),
+        }
+        if self.uses_solver:
+            info["final_gap"] = self._gap().to(torch.float32)
+
+        rows = ended.nonzero().squeeze(-1)
+        if rows.numel() > 0:  # the one host synchronization per step
+            self._start_episodes(rows)
+            obs = torch.where(ended.unsqueeze(-1), self._observe(), final_obs)
+        else:
+            obs = final_obs.clone()
+        return obs, reward.to(torch.float32), terminated, truncated, info
+
+    # ------------------------------------------------------------------ internals
+
+    def _allocate(self) -> None:
+        n, m, h, N = self.solution_dim, self.context_dim, self.history, self.num_envs
+        zeros = lambda *shape: torch.zeros(*shape, device=self.device, dtype=self.dtype)  # noqa: E731
+        self._x, self._y, self._g = zeros(N, m), zeros(N, n), zeros(N, n)
+        self._f, self._stat, self._f_ref, self._f0 = zeros(N), zeros(N), zeros(N), zeros(N)
+        self._scale, self._grad_unit, self._stat0 = zeros(N) + 1, zeros(N) + 1, zeros(N) + 1
+        self._hist_dy, self._hist_g = zeros(N, h, n), zeros(N, h, n)
+        self._t = torch.zeros(N, dtype=torch.int64, device=self.device)
+        self._return = torch.zeros(N, dtype=torch.float32, device=self.device)
+
+    def _evaluate(self, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(f(y; x), the gradient feature, the stationarity measure), batched."""
+        f = self.problem.objective(y, x)
+        if self.composite:
+            grad = self.problem.smooth_gradient(y, x)
+            lipschitz = float(self.problem.lipschitz)
+            mapping = lipschitz * (y - self.problem.prox(y - grad / lipschitz, 1.0 / lipschitz))
+            return f, grad, torch.linalg.vector_norm(mapping, dim=-1)
+        grad = self.problem.gradient(y, x)
+        if self.bounds is not None:
+            projected = y - (y - grad).clamp(*self.bounds)
+            return f, grad, torch.linalg.vector_norm(projected, dim=-1)
+        return f, grad, torch.linalg.vector_norm(grad, dim=-1)
+
+    def _draw(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Contexts ``(k, m)`` and, for ``init="random"``, standard normal draws ``(k, n)`` for ``rows``."""
+        random_init = isinstance(self.init, str) and self.init == "random"
+        n = self.solution_dim
+
+        def draw(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+            x = self.problem.sample_contexts(count, generator, device=self.device)
+            noise = None
+            if random_init:
+                noise = torch.randn(count, n, generator=generator, device=generator.device, dtype=self.dtype)
+            return x, noise
+
+        if self.seeding == "shared":
+            return draw(rows.numel(), self._generators[0])
+        draws = [draw(1, self._generators[i]) for i in rows.tolist()]
+        x = torch.cat([d[0] for d in draws])
+        noise = torch.cat([d[1] for d in draws]) if random_init else None
+        return x, noise
+
+    def _start_episodes(self, rows: torch.Tensor) -> None:
+        """Draw fresh episodes into ``rows`` (a 1-D index tensor) and clear their per-episode state."""
+        x, noise = self._draw(rows)
+        x = x.to(device=self.device, dtype=self.dtype)
+        k, n = x.shape[0], self.solution_dim
+        if callable(self.init):
+            y0 = torch.as_tensor(self.init(x)).to(device=self.device, dtype=self.dtype)
+            if tuple(y0.shape) != (k, n):
+                raise ValueError(f"init must map contexts ({k}, {self.context_dim}) to initial iterates ({k}, {n}),"
+                                 f" got shape {tuple(y0.shape)}")
+        elif self.init == "random":
+            y0 = self.init_scale * noise
+        else:
+            y0 = torch.zeros(k, n, device=self.device, dtype=self.dtype)
+        if self.bounds is not None:
+            y0 = y0.clamp(*self.bounds)
+        f0, g0, stat0 = self._evaluate(y0, x)
+        start_finite = torch.isfinite(y0).all(-1) & torch.isfinite(g0).all(-1) & torch.isfinite(f0)
+        if not bool(start_finite.all()):
+            raise ValueError(f"{self.name}: the initial iterates from init={self.init!r} give non-finite iterates,"
+                             " objectives or gradients")
+        if self.uses_solver:
+            f_star = self.problem.objective(self.problem.solve(x).to(self.dtype), x)
+            scale = torch.maximum(f0 - f_star, SCALE_EPS * (1.0 + f_star.abs()))
+            f_ref = f_star
+        else:
+            scale = f0.abs() + torch.linalg.vector_norm(g0, dim=-1) + SCALE_EPS
+            f_ref = f0
+        grad_unit = (torch.linalg.vector_norm(g0, dim=-1) / math.sqrt(n)).clamp_min(_TINY)
+
+        self._x[rows], self._y[rows], self._g[rows] = x, y0, g0
+        self._f[rows], self._stat[rows], self._f0[rows] = f0, stat0, f0
+        self._f_ref[rows], self._scale[rows] = f_ref, scale
+        self._grad_unit[rows], self._stat0[rows] = grad_unit, stat0.clamp_min(_TINY)
+        self._hist_dy[rows] = 0.0
+        self._hist_g[rows] = 0.0
+        self._t[rows] = 0
+        self._return[rows] = 0.0
+
+    def _gap(self) -> torch.Tensor:
+        """f(y_t) − f* ≥ 0 per copy (only with a solver)."""
+        return (self._f - self._f_ref).clamp_min(0.0)
+
+    def _log_relative_gap(self, f: torch.Tensor) -> torch.Tensor:
+        return torch.log((f - self._f_ref).clamp_min(0.0) / self._scale + self.gap_floor)
+
+    def _reward(self, f_old: torch.Tensor, f_new: torch.Tensor) -> torch.Tensor:
+        if self.reward_mode == "improvement":
+            return (f_old - f_new) / self._scale
+        if self.reward_mode == "log_gap":
+            return self._log_relative_gap(f_old) - self._log_relative_gap(f_new)
+        if self.reward_mode == "objective":
+            return -(f_new - self._f_ref) / self._scale
+        return torch.full_like(f_new, -1.0)
+
+    def _observe(self) -> torch.Tensor:
+        """The observation of every copy's current state, float32 ``(N, observation_dim)``."""
+        N, unit = self.num_envs, self._grad_unit.unsqueeze(-1)
+        if self.uses_solver:
+            objective = self._log_relative_gap(self._f)
+        else:
+            objective = signed_log((self._f - self._f0) / self._scale)
+        stationarity = torch.log(self._stat / self._stat0 + self.gap_floor)
+        budget = self._t.to(self.dtype) / self.max_iterations
+        parts = [
+            signed_log(self._y),
+            signed_log(self._g / unit),
+            objective.unsqueeze(-1),
+            stationarity.unsqueeze(-1),
+            budget.unsqueeze(-1),
+            signed_log(self._hist_dy).reshape(N, -1),
+            signed_log(self._hist_g / unit.unsqueeze(1)).reshape(N, -1),
+        ]
+        if self.include_context:
+            parts.append(self._x)
+        obs = torch.cat(parts, dim=-1).to(torch.float32)
+        return obs.clamp(-OBSERVATION_BOUND, OBSERVATION_BOUND)
+
+
+def _check(condition: bool, argument: str, expected: str, value: object) -> None:
+    if not condition:
+        raise ValueError(f"IterateEnv: {argument} must be {expected}, got {value!r}")
