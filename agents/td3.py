@@ -240,6 +240,14 @@ class TD3:
                 break
         return self
 
+    def restart_episodes(self) -> None:
+        """Make the next collection reset the environments (seeded from the learner's stream).
+
+        Called at checkpoints, so that an uninterrupted run and one resumed from the checkpoint
+        (whose in-progress episodes are not saved) continue from the same state.
+        """
+        self._obs = None
+
     def _reset_env(self) -> torch.Tensor:
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator, device=self.device))
         return self.env.reset(seed=seed).to(self.device)
@@ -307,5 +315,5 @@ class TD3:
         )
         if "replay_buffer" in state:
             self.replay_buffer.load_state_dict(state["replay_buffer"])
-        self._obs = None
+        self.restart_episodes()
         self._last_critic = self._last_actor_loss = None

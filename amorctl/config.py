@@ -97,22 +97,45 @@ class DirectConfig(Section):
 
 
 class EnvConfig(Section):
-    """A gymnasium task behind the batched interface (``amorctl.envs.GymVectorEnv``)."""
+    """What TD3 trains on: a gymnasium task (``kind: gym``) or a solver's iterations (``kind: iterate``).
 
+    ``gym`` puts ``id`` behind ``amorctl.envs.GymVectorEnv``; ``iterate`` builds
+    ``amorctl.envs.IterateEnv`` over the family in ``problem`` (validated like a direct run's
+    ``problem`` section) with the keyword arguments in ``iterate``.
+    """
+
+    kind: Literal["gym", "iterate"] = "gym"
     id: str = "Pendulum-v1"
     num_envs: PositiveInt = 1
     vectorization: Literal["auto", "sync", "async"] = "auto"
     max_episode_steps: PositiveInt | None = None
-    """Overrides the task's own time limit when set."""
+    """Overrides the gym task's own time limit when set."""
+    problem: dict[str, Any] = Field(default_factory=dict)
+    iterate: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check_id(self) -> EnvConfig:
-        from amorctl.envs import check_env_id  # gymnasium's registry, imported only for control configs
+    def _check_env(self) -> EnvConfig:
+        from amorctl.envs import IterateEnv, check_env_id  # gymnasium, imported only for control configs
 
+        if self.kind == "gym":
+            for key in ("problem", "iterate"):
+                if getattr(self, key):
+                    raise ValueError(f"config key 'env.{key}' applies to env.kind=iterate, not gym")
+            try:
+                check_env_id(self.id)
+            except ValueError as error:
+                raise ValueError(f"config key 'env.id': {error}") from None
+            return self
+        self.problem = validate_problem_section({"name": "quadratic", **self.problem}, prefix="env.problem")
+        schema = _constructor_schema(IterateEnv, skip=("problem", "num_envs", "device", "dtype", "init"))
         try:
-            check_env_id(self.id)
+            self.iterate = schema.model_validate(self.iterate).model_dump(exclude_unset=True)
+        except pydantic.ValidationError as error:
+            raise ConfigError(_describe(error, prefix="env.iterate")) from None
+        try:
+            IterateEnv(make_problem(**self.problem), 1, **self.iterate)
         except ValueError as error:
-            raise ValueError(f"config key 'env.id': {error}") from None
+            raise ValueError(f"config key 'env.iterate': {error}") from None
         return self
 
 
@@ -168,41 +191,37 @@ AGENT_CONFIGS: dict[str, type[Section]] = {"direct": DirectConfig, "td3": TD3Con
 Config = DirectConfig | TD3Config
 
 
-def validate_problem_section(section: dict[str, Any]) -> dict[str, Any]:
-    """Check ``problem.name`` and the family's keyword arguments; returns them with types coerced."""
-    if "name" not in section:
-        raise ConfigError("config key 'problem.name' is missing; expected one of: " + ", ".join(sorted(PROBLEMS)))
+def validate_problem_section(section: dict[str, Any], prefix: str = "problem") -> dict[str, Any]:
+    """Check ``<prefix>.name`` and the family's keyword arguments; returns them with types coerced."""
     name = section["name"]
     if name not in PROBLEMS:
-        raise ConfigError(f"config key 'problem.name' is {name!r}; expected one of: {', '.join(sorted(PROBLEMS))}")
+        raise ConfigError(f"config key '{prefix}.name' is {name!r}; expected one of: {', '.join(sorted(PROBLEMS))}")
     family = PROBLEMS[name]
     schema = _constructor_schema(family)
     kwargs = {key: value for key, value in section.items() if key != "name"}
     try:
         checked = schema.model_validate(kwargs).model_dump(exclude_unset=True)
     except pydantic.ValidationError as error:
-        raise ConfigError(_describe(error, prefix="problem")) from None
+        raise ConfigError(_describe(error, prefix=prefix)) from None
     try:
         family(**checked)
     except ProblemArgumentError as error:
         raise ConfigError(
-            f"config key 'problem.{error.argument}' must be {error.expected}, got {error.value!r}"
+            f"config key '{prefix}.{error.argument}' must be {error.expected}, got {error.value!r}"
         ) from None
     return {"name": name, **checked}
 
 
-def _constructor_schema(family: type[Problem]) -> type[BaseModel]:
-    """A pydantic model of ``family.__init__``'s keyword arguments (unknown keys forbidden)."""
-    hints = typing.get_type_hints(family.__init__)
+def _constructor_schema(cls: type, skip: tuple[str, ...] = ()) -> type[BaseModel]:
+    """A pydantic model of ``cls.__init__``'s keyword arguments but ``skip`` (unknown keys forbidden)."""
+    hints = typing.get_type_hints(cls.__init__)
     fields = {}
-    for name, parameter in inspect.signature(family.__init__).parameters.items():
-        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        if name in ("self", *skip) or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[name] = (hints.get(name, Any), default)
-    return pydantic.create_model(
-        f"{family.__name__}Config", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    return pydantic.create_model(f"{cls.__name__}Config", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Section:

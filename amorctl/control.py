@@ -12,26 +12,29 @@ from tqdm.auto import tqdm
 from amorctl.agents.td3 import TD3
 from amorctl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from amorctl.config import TD3Config, resolve_device
-from amorctl.envs import GymVectorEnv, evaluate_policy
+from amorctl.envs import BatchedEnv, GymVectorEnv, IterateEnv, evaluate_policy
 from amorctl.errors import CheckpointError, ConfigError, NonFiniteError
 from amorctl.evaluation import format_table
+from amorctl.problems import make_problem
 from amorctl.rundir import RunDir
 
 EVAL_SEED_OFFSET = 1_000_000
 """Evaluation episodes are seeded from ``seed + EVAL_SEED_OFFSET + evaluation index``, apart from training's."""
 
 
-def make_env(config: TD3Config, num_envs: int, device: torch.device) -> GymVectorEnv:
-    """The configured task with ``num_envs`` copies."""
+def make_env(config: TD3Config, num_envs: int, device: torch.device) -> BatchedEnv:
+    """The configured environment with ``num_envs`` copies: a gymnasium task or a solver's iterations."""
+    if config.env.kind == "iterate":
+        return IterateEnv(make_problem(**config.env.problem), num_envs, device=device, **config.env.iterate)
     extra = {"max_episode_steps": config.env.max_episode_steps} if config.env.max_episode_steps else {}
     return GymVectorEnv(config.env.id, num_envs, device, config.env.vectorization, **extra)
 
 
-def make_td3(config: TD3Config, env: GymVectorEnv, device: torch.device) -> TD3:
+def make_td3(config: TD3Config, env: BatchedEnv, device: torch.device) -> TD3:
     return TD3(env, **config.td3.model_dump(), seed=config.seed, device=device)
 
 
-def evaluate(agent: TD3, env: GymVectorEnv, episodes: int, seed: int) -> dict[str, float]:
+def evaluate(agent: TD3, env: BatchedEnv, episodes: int, seed: int) -> dict[str, float]:
     """Deterministic episodes of the policy π(s) on ``env``; mean and std of return and length."""
     returns, lengths = evaluate_policy(agent.predict, env, episodes, seed=seed)
     lengths = lengths.double()

@@ -20,10 +20,8 @@ from amorctl.envs.base import BatchedEnv, StepResult
 
 Vectorization = Literal["auto", "sync", "async"]
 
-ASYNC_MIN_ENVS = 8
-"""``vectorization="auto"`` uses worker processes only from this many copies on ..."""
-ASYNC_MIN_CPUS = 8
-"""... and only on a machine with at least this many usable cores (see :class:`GymVectorEnv`)."""
+ASYNC_MIN_ENVS, ASYNC_MIN_CPUS = 8, 8
+"""``vectorization="auto"`` uses worker processes only for this many copies on this many usable cores."""
 
 
 def check_env_id(env_id: str) -> None:
@@ -63,16 +61,18 @@ class GymVectorEnv(BatchedEnv):
 
     Built on :func:`gymnasium.make_vec` with ``AutoresetMode.SAME_STEP``, so the true final observation
     of a finished episode comes back in the same step. Per step, the action batch crosses to numpy
-    once and each returned array crosses to torch once; nothing loops over the copies in Python.
+    once and each returned array crosses to torch once; the adapter loops in Python only over the
+    copies whose episode ended, to gather their final observations.
     Actions are clipped to [-1, 1], then mapped affinely onto the action space's [low, high].
 
     ``vectorization="auto"`` steps the copies in this process (``SyncVectorEnv``) unless there are at
     least 8 copies and at least 8 usable cores, where it uses worker processes (``AsyncVectorEnv``).
     Measured with random actions on the 2-core development machine (transitions per second, sync /
     async): HalfCheetah-v5 N=1 17.1k / 10.8k, N=2 29.5k / 10.9k, N=8 31.4k / 10.1k; Hopper-v5 N=8
-    9.0k / 4.6k; Humanoid-v5 N=8 5.5k / 3.5k. A MuJoCo step costs 30-250 µs while the pipe round trip
-    to the workers costs about 90 µs per step, so worker processes only pay when many copies can run
-    on cores of their own (the 8/8 threshold is that reasoning, not a measurement).
+    9.0k / 4.6k; Humanoid-v5 N=8 5.5k / 3.5k. A MuJoCo step costs 60-240 µs there, no more than the
+    inter-process round trip and the workers' contention for two cores add, so worker processes can
+    only pay when many copies get cores of their own (the 8/8 threshold is that reasoning, not a
+    measurement on such a machine).
 
     Args:
         env_id: a registered gymnasium id (``"module:Env-v0"`` imports ``module`` first).
