@@ -47,3 +47,115 @@ def train_main(argv: list[str] | None = None) -> int:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
     return 0
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """``scripts/evaluate.py``: score a trained policy on fresh episodes (optionally filmed); returns the exit status.
+
+    Exit status 0 on success, 2 for bad input (a missing path, a folder that is no run, no or a corrupt
+    checkpoint, an impossible option), with one sentence on stderr. A direct amortization run has no
+    policy to roll out: its held-out metrics are printed again from ``eval/metrics.json``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description=(
+            "Evaluate a trained policy on fresh, deterministic episodes: mean ± std of return and length, "
+            "written as JSON. Overrides are dotted.key=value pairs applied to the run's config, e.g. device=cpu."
+        ),
+    )
+    parser.add_argument("path", type=Path, metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run directory (its latest checkpoint) or a checkpoint file <run>/checkpoints/step_*.pt")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to play (default: 10)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="episode k starts from reset(seed=SEED+k) (default: the run's seed + 2000000, "
+                             "apart from training's evaluation seeds)")
+    parser.add_argument("--num-envs", type=int, default=1, help="copies playing episodes side by side (default: 1)")
+    parser.add_argument("--output", type=Path, default=None, help="JSON results (default: <run>/eval/evaluate.json)")
+    parser.add_argument("--video", action="store_true",
+                        help="also record mp4 videos of the first episodes in videos/ beside the JSON "
+                             "(MuJoCo renders offscreen with MUJOCO_GL, default egl)")
+    parser.add_argument("--video-episodes", type=int, default=1, help="episodes to film with --video (default: 1)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    args = parser.parse_intermixed_args(argv)
+
+    try:
+        for option, value in (("--episodes", args.episodes), ("--num-envs", args.num_envs),
+                              ("--video-episodes", args.video_episodes)):
+            if value < 1:
+                raise AmorctlError(f"{option} must be at least 1, got {value}")
+        if args.video:
+            from amorctl.policy_eval import default_gl_backend
+
+            default_gl_backend()  # before anything imports MuJoCo's renderer
+        _evaluate(args)
+    except AmorctlError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from amorctl.evaluation import format_table
+    from amorctl.policy_eval import (
+        EVALUATE_SEED_OFFSET,
+        EvaluationError,
+        load_policy,
+        locate_run,
+        record_video,
+        run_episodes,
+        write_json,
+    )
+
+    run, checkpoint = locate_run(args.path)
+    config = run.load_config(args.overrides)
+    if config.agent == "direct":
+        path = run.eval / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise EvaluationError(
+                f"{str(run.root)!r} is a direct amortization run without a readable eval/metrics.json; "
+                "evaluate.py rolls out policies (TD3 runs), and train.py writes a direct run's held-out metrics "
+                "when it ends"
+            ) from None
+        print(f"{run.root} is a direct amortization run, not a policy; its held-out metrics ({path}):")
+        print(format_table(metrics))
+        return
+
+    seed = args.seed if args.seed is not None else config.seed + EVALUATE_SEED_OFFSET
+    output = args.output if args.output is not None else run.eval / "evaluate.json"
+    loaded, env = load_policy(run, config, checkpoint, args.num_envs)
+    try:
+        result = run_episodes(loaded.act, env, args.episodes, seed)
+        report = {
+            "run": str(run.root),
+            "checkpoint": str(loaded.checkpoint),
+            "step": loaded.step,
+            "env": env.name,
+            "seed": seed,
+            "deterministic": True,
+            **result,
+        }
+        print(f"{loaded.checkpoint} (step {loaded.step}) on {env.name}: "
+              f"{args.episodes} deterministic episodes, seeds {seed}..{seed + args.episodes - 1}")
+        print(f"return  {result['mean_return']:.2f} ± {result['std_return']:.2f}")
+        print(f"length  {result['mean_length']:.1f} ± {result['std_length']:.1f}")
+        if args.video:
+            videos = record_video(loaded, output.parent / "videos", seed, args.video_episodes, loaded.checkpoint.stem)
+            report["videos"] = videos
+            for video in videos:
+                print(f"video: {video['path']} ({video['frames']} frames, return {video['return']:.2f})")
+        if config.env.kind == "iterate":
+            # learned optimizers are also compared with the classical solvers on the same problems
+            from amorctl.optimizer_comparison import compare_with_baselines
+
+            report["comparison"] = compare_with_baselines(run.root, config, loaded.agent, output.parent)
+    finally:
+        env.close()
+    write_json(output, report)
+    print(f"results: {output}")

@@ -57,52 +57,58 @@ def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progres
     """
     device = resolve_device(config)
     train_env = make_env(config, config.env.num_envs, device)
-    eval_env = make_env(config, config.train.eval_envs, device)
-    agent = make_td3(config, train_env, device)
-    last_checkpoint = None
-    if resume:
-        last_checkpoint = latest_checkpoint(run.checkpoints)
-        if last_checkpoint is None:
-            raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to resume from")
-        state = load_checkpoint(last_checkpoint, map_location=device)
-        try:
-            agent.load_state_dict(state["agent"])
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise CheckpointError(
-                f"checkpoint {str(last_checkpoint)!r} does not match the run's config ({type(error).__name__})"
-            ) from None
-        if agent.num_timesteps > config.train.total_steps:
-            raise ConfigError(
-                f"config key 'train.total_steps' is {config.train.total_steps}, "
-                f"but the checkpoint is already at step {agent.num_timesteps}"
-            )
-        run.save_config(config)
-    evaluations = state.get("evaluations", 0) if resume else 0
-    elapsed = state.get("elapsed_seconds", 0.0) if resume else 0.0
-    writer = SummaryWriter(str(run.events), purge_step=agent.num_timesteps + 1 if resume else None)
-    progress = tqdm(
-        total=config.train.total_steps, initial=agent.num_timesteps, desc=config.name,
-        disable=not show_progress, dynamic_ncols=True, unit="step",
-    )
-    train_cfg = config.train
-    result: dict[str, float] = {}
-    stop_reason = "total_steps"
+    eval_env = writer = progress = None
     try:
+        eval_env = make_env(config, config.train.eval_envs, device)
+        agent = make_td3(config, train_env, device)
+        last_checkpoint = None
+        if resume:
+            last_checkpoint = latest_checkpoint(run.checkpoints)
+            if last_checkpoint is None:
+                raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to resume from")
+            state = load_checkpoint(last_checkpoint, map_location=device)
+            try:
+                agent.load_state_dict(state["agent"])
+            except (KeyError, RuntimeError, ValueError) as error:
+                raise CheckpointError(
+                    f"checkpoint {str(last_checkpoint)!r} does not match the run's config ({type(error).__name__})"
+                ) from None
+            if agent.num_timesteps > config.train.total_steps:
+                raise ConfigError(
+                    f"config key 'train.total_steps' is {config.train.total_steps}, "
+                    f"but the checkpoint is already at step {agent.num_timesteps}"
+                )
+            run.save_config(config)
+        evaluations = state.get("evaluations", 0) if resume else 0
+        elapsed = state.get("elapsed_seconds", 0.0) if resume else 0.0
+        writer = SummaryWriter(str(run.events), purge_step=agent.num_timesteps + 1 if resume else None)
+        progress = tqdm(
+            total=config.train.total_steps, initial=agent.num_timesteps, desc=config.name,
+            disable=not show_progress, dynamic_ncols=True, unit="step",
+        )
+        train_cfg = config.train
+        result: dict[str, float] = {}
+        result_step = None  # the step ``result`` was evaluated at
+        steps_at_start = agent.num_timesteps
+        stop_reason = "total_steps"
         while agent.num_timesteps < train_cfg.total_steps:
             chunk_start, steps_before = time.perf_counter(), agent.num_timesteps
             boundary = min(train_cfg.total_steps, _next_multiple(steps_before, train_cfg.log_every))
-            metrics = agent.collect_and_train(boundary - steps_before)
+            try:
+                metrics = agent.collect_and_train(boundary - steps_before)
+            except ValueError:
+                # non-finite parameters act NaN, which the environment refuses in the middle of the window
+                check_finite_td3(agent, agent.num_timesteps, last_checkpoint)
+                raise
             step = agent.num_timesteps
             seconds = time.perf_counter() - chunk_start
             elapsed += seconds
-            _log_train(writer, metrics, step, (step - steps_before) / seconds, last_checkpoint)
+            check_finite_td3(agent, step, last_checkpoint)
+            _log_train(writer, metrics, step, (step - steps_before) / max(seconds, 1e-9))
             progress.update(step - steps_before)
             if _crossed(steps_before, step, train_cfg.eval_every) or step >= train_cfg.total_steps:
-                result = evaluate(agent, eval_env, train_cfg.eval_episodes, config.seed + EVAL_SEED_OFFSET + evaluations)
+                result, result_step = _evaluate_and_log(agent, eval_env, config, evaluations, writer, elapsed), step
                 evaluations += 1
-                writer.add_scalar("eval/mean_return", result["mean_return"], step)
-                writer.add_scalar("eval/mean_length", result["mean_length"], step)
-                writer.add_scalar("eval/wall_seconds", elapsed, step)
                 progress.set_postfix(eval_return=f"{result['mean_return']:.1f}")
             done_early = _stop_reason(train_cfg, result, elapsed)
             if _crossed(steps_before, step, train_cfg.checkpoint_every) or step >= train_cfg.total_steps or done_early:
@@ -117,23 +123,65 @@ def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progres
             if done_early:
                 stop_reason = done_early
                 break
+        if result_step != agent.num_timesteps:
+            # A wall-clock stop between evaluations, or a resume at total_steps: evaluate the final policy
+            # (after the checkpoint, so that the saved evaluation counter is an uninterrupted run's). It is
+            # logged only when new: a run resumed at total_steps logged its final evaluation already.
+            trained = agent.num_timesteps > steps_at_start
+            result = _evaluate_and_log(agent, eval_env, config, evaluations, writer if trained else None, elapsed)
     finally:
-        progress.close()
-        train_env.close()
-    if not result:
-        result = evaluate(agent, eval_env, train_cfg.eval_episodes, config.seed + EVAL_SEED_OFFSET + evaluations)
-    eval_env.close()
+        # close the writer even on a NaN stop or an interrupt, so the events logged so far are kept
+        for resource in (progress, writer, eval_env, train_env):
+            if resource is not None:
+                resource.close()
     final = {"step": agent.num_timesteps, "wall_seconds": elapsed, "stop_reason": stop_reason, **result}
-    writer.close()
     run.write_metrics(final)
     print(format_table(final))
     return final
 
 
-def _log_train(
-    writer: SummaryWriter, metrics: dict[str, torch.Tensor], step: int, steps_per_second: float, last_checkpoint
-) -> None:
-    """TensorBoard scalars of one logging window; a NaN or Inf loss stops the run."""
+def _evaluate_and_log(
+    agent: TD3, env: BatchedEnv, config: TD3Config, index: int, writer: SummaryWriter | None, elapsed: float
+) -> dict[str, float]:
+    """The ``index``-th evaluation of a run (seeded ``seed + EVAL_SEED_OFFSET + index``), logged at the agent's step."""
+    result = evaluate(agent, env, config.train.eval_episodes, config.seed + EVAL_SEED_OFFSET + index)
+    if writer is None:
+        return result
+    step = agent.num_timesteps
+    writer.add_scalar("eval/mean_return", result["mean_return"], step)
+    writer.add_scalar("eval/mean_length", result["mean_length"], step)
+    writer.add_scalar("eval/wall_seconds", elapsed, step)
+    return result
+
+
+def check_finite_td3(agent: TD3, step: int, last_checkpoint) -> None:
+    """Raise :class:`NonFiniteError` naming the first NaN or Inf among the latest losses and the parameters.
+
+    Checked in the order a divergence spreads: ``loss/critic``, ``loss/actor``, then the critics' and
+    the actor's parameters. One host synchronisation per call (once per logging window).
+    """
+    quantities: dict[str, torch.Tensor] = {}
+    if agent._last_critic is not None:
+        quantities["loss/critic"] = agent._last_critic[1].sum() / 2
+    if agent._last_actor_loss is not None:
+        quantities["loss/actor"] = agent._last_actor_loss
+    for network in ("critic", "actor"):
+        for name, parameter in getattr(agent, network).named_parameters():
+            quantities[f"parameter '{network}.{name}'"] = parameter
+    finite = torch.stack([torch.isfinite(value).all() for value in quantities.values()]).cpu()
+    if bool(finite.all()):
+        return
+    name = list(quantities)[int((~finite).nonzero()[0])]
+    value = quantities[name]
+    what = f"{name} became {value.item()}" if value.dim() == 0 else f"{name} became non-finite"
+    kept = "no checkpoint was written yet"
+    if last_checkpoint:
+        kept = f"the last good checkpoint is {str(last_checkpoint)!r}"
+    raise NonFiniteError(f"{what} at step {step}; training stopped and {kept}")
+
+
+def _log_train(writer: SummaryWriter, metrics: dict[str, torch.Tensor], step: int, steps_per_second: float) -> None:
+    """TensorBoard scalars of one logging window (checked finite by :func:`check_finite_td3` first)."""
     names = {
         "charts/episodic_return": "train/episodic_return",
         "charts/episodic_length": "train/episodic_length",
@@ -141,13 +189,9 @@ def _log_train(
         "losses/actor_loss": "loss/actor",
         "losses/qf1_values": "train/q_mean",
     }
-    values = {names[key]: float(value) for key, value in metrics.items() if key in names}
-    for name in ("loss/critic", "loss/actor"):
-        if name in values and not torch.isfinite(torch.tensor(values[name])):
-            kept = f"the last good checkpoint is {str(last_checkpoint)!r}" if last_checkpoint else "no checkpoint was written yet"
-            raise NonFiniteError(f"{name} became {values[name]} at step {step}; training stopped and {kept}")
-    for name, value in values.items():
-        writer.add_scalar(name, value, step)
+    for key, value in metrics.items():
+        if key in names:
+            writer.add_scalar(names[key], float(value), step)
     writer.add_scalar("perf/steps_per_second", steps_per_second, step)
 
 

@@ -25,6 +25,10 @@ Convergence = Literal["gradient", "gap"]
 Seeding = Literal["shared", "per_row"]
 InitSpec = Literal["zeros", "random"] | Callable[[torch.Tensor], torch.Tensor]
 
+OMITTABLE_BLOCKS = ("iterate", "gradient", "objective", "stationarity", "budget", "update_history",
+                    "gradient_history", "secant", "context")
+"""Observation block names, in observation order (``secant`` and ``context`` only when enabled)."""
+
 OBSERVATION_BOUND = 1e6
 """Every observation entry is clipped to ±this (only a raw context entry can get near it)."""
 
@@ -66,7 +70,8 @@ class IterateEnv(BatchedEnv):
     (``bounds``) the projected gradient ‖y − Π(y − ∇f(y))‖₂. "Gradient" below means ∇g for composite
     families and ∇f otherwise.
 
-    **Observation** (float32, ``observation_dim = 3 + (2 + 2H)·n + (m if include_context)``, n =
+    **Observation** (float32, ``observation_dim = 3 + (2 + 2H)·n + (3 if secant_features)
+    + (m if include_context)`` less the blocks named in ``omit_blocks``, n =
     ``solution_dim``, m = ``context_dim``, H = ``history``), in this order
     (:attr:`observation_slices` names each block):
 
@@ -83,12 +88,22 @@ class IterateEnv(BatchedEnv):
     ``gradient_history``    H·n     slog(∇f(y_{t−1})/r₀), …, slog(∇f(y_{t−H})/r₀): the gradient each
                                     update Δ_s was taken from, so (Δ_{t−1}, ∇f(y_t) − ∇f(y_{t−1})) is
                                     a secant pair
+    ``secant``              3       (``secant_features=True`` only) curvature along the last update:
+                                    with s = y_t − y_{t−1} and z = ∇f(y_t) − ∇f(y_{t−1}), the flag
+                                    [sᵀz > 0] and, where it is 1, log(sᵀs / sᵀz) and log(sᵀz / zᵀz),
+                                    the logs of the two Barzilai–Borwein step sizes (0 otherwise)
     ``context``             m       the raw context x (``include_context=True`` only)
     ======================  ======  ===========================================================
 
-    History slots not yet filled in the episode are zeros. Every entry is clipped to
+    History slots not yet filled in the episode are zeros. ``omit_blocks`` drops named blocks (the rest
+keep this order): e.g. ``("iterate", "gradient")`` leaves a policy only scale-free summaries, which
+is what an update rule meant to transfer across problems of one family should read. Every entry is clipped to
     ±:data:`OBSERVATION_BOUND`. The signed-log keeps iterates and updates readable across scales,
     dividing by r₀ makes the gradient scale-free per episode while keeping its decay visible.
+The ``secant`` block hands the policy what the signed-log history blocks hide: inner products of
+the secant pair, i.e. the inverse curvature 1/λ of the objective along the last update, on the log
+scale of the ``step_size`` action (a Barzilai–Borwein step is then one affine map away). An MLP
+cannot compute such inner products from element-wise signed logs with any accuracy.
 
     **Actions** a ∈ [-1, 1]^action_dim (clipped):
 
@@ -155,6 +170,8 @@ class IterateEnv(BatchedEnv):
         init: InitSpec = "zeros",
         init_scale: float = 1.0,
         include_context: bool = False,
+        secant_features: bool = False,
+        omit_blocks: tuple[str, ...] = (),
         solve: bool | None = None,
         gap_floor: float = 1e-6,
         divergence_threshold: float = 1e6,
@@ -190,6 +207,9 @@ class IterateEnv(BatchedEnv):
         _check(divergence_threshold > 0, "divergence_threshold", "a positive number", divergence_threshold)
         _check(divergence_penalty is None or divergence_penalty >= 0, "divergence_penalty",
                "a non-negative number or None", divergence_penalty)
+        omit_blocks = tuple(omit_blocks)
+        _check(all(b in OMITTABLE_BLOCKS for b in omit_blocks), "omit_blocks",
+               f"a list of block names out of {', '.join(OMITTABLE_BLOCKS)}", omit_blocks)
         _check(seeding in ("shared", "per_row"), "seeding", "'shared' or 'per_row'", seeding)
         has_solver = _overrides(problem, "solve")
         if solve is None:
@@ -208,6 +228,8 @@ class IterateEnv(BatchedEnv):
         self.step_size_range = (float(step_size_range[0]), float(step_size_range[1]))
         self.reward_mode, self.convergence, self.tolerance = reward, convergence, float(tolerance)
         self.init, self.init_scale, self.include_context = init, float(init_scale), include_context
+        self.secant_features = bool(secant_features)
+        self.omit_blocks = omit_blocks
         self.uses_solver = bool(solve)
         self.gap_floor, self.divergence_threshold = float(gap_floor), float(divergence_threshold)
         if divergence_penalty is None:
@@ -226,8 +248,11 @@ class IterateEnv(BatchedEnv):
         self.action_dim = n if action == "update" else 1
         sizes = [("iterate", n), ("gradient", n), ("objective", 1), ("stationarity", 1), ("budget", 1),
                  ("update_history", h * n), ("gradient_history", h * n)]
+        if secant_features:
+            sizes.append(("secant", 3))
         if include_context:
             sizes.append(("context", m))
+        sizes = [(block, size) for block, size in sizes if block not in omit_blocks]
         self.observation_slices: dict[str, slice] = {}
         start = 0
         for block, size in sizes:
@@ -296,6 +321,8 @@ class IterateEnv(BatchedEnv):
             new_hg = torch.cat([self._g.unsqueeze(1), self._hist_g[:, :-1]], dim=1)
             self._hist_dy = torch.where(keep.unsqueeze(-1), self._hist_dy, new_dy)
             self._hist_g = torch.where(keep.unsqueeze(-1), self._hist_g, new_hg)
+        if self.secant_features:
+            self._secant = torch.where(keep, self._secant, _secant(proposal - y, g_new - self._g))
         self._y = torch.where(keep, y, proposal)
         self._g = torch.where(keep, self._g, g_new)
         self._f = torch.where(diverged, self._f, f_new)
@@ -333,6 +360,16 @@ class IterateEnv(BatchedEnv):
             obs = final_obs.clone()
         return obs, reward.to(torch.float32), terminated, truncated, info
 
+    @property
+    def contexts(self) -> torch.Tensor:
+        """A copy of every copy's current context x, ``(N, context_dim)``: after :meth:`reset`, the problems drawn."""
+        return self._x.clone()
+
+    @property
+    def iterates(self) -> torch.Tensor:
+        """A copy of every copy's current iterate y_t, ``(N, solution_dim)``: after :meth:`reset`, the y₀ used."""
+        return self._y.clone()
+
     # ------------------------------------------------------------------ internals
 
     def _allocate(self) -> None:
@@ -342,6 +379,7 @@ class IterateEnv(BatchedEnv):
         self._f, self._stat, self._f_ref, self._f0 = zeros(N), zeros(N), zeros(N), zeros(N)
         self._scale, self._grad_unit, self._stat0 = zeros(N) + 1, zeros(N) + 1, zeros(N) + 1
         self._hist_dy, self._hist_g = zeros(N, h, n), zeros(N, h, n)
+        self._secant = zeros(N, 3)
         self._t = torch.zeros(N, dtype=torch.int64, device=self.device)
         self._return = torch.zeros(N, dtype=torch.float32, device=self.device)
 
@@ -414,6 +452,7 @@ class IterateEnv(BatchedEnv):
         self._grad_unit[rows], self._stat0[rows] = grad_unit, stat0.clamp_min(_TINY)
         self._hist_dy[rows] = 0.0
         self._hist_g[rows] = 0.0
+        self._secant[rows] = 0.0
         self._t[rows] = 0
         self._return[rows] = 0.0
 
@@ -442,19 +481,34 @@ class IterateEnv(BatchedEnv):
             objective = signed_log((self._f - self._f0) / self._scale)
         stationarity = torch.log(self._stat / self._stat0 + self.gap_floor)
         budget = self._t.to(self.dtype) / self.max_iterations
-        parts = [
-            signed_log(self._y),
-            signed_log(self._g / unit),
-            objective.unsqueeze(-1),
-            stationarity.unsqueeze(-1),
-            budget.unsqueeze(-1),
-            signed_log(self._hist_dy).reshape(N, -1),
-            signed_log(self._hist_g / unit.unsqueeze(1)).reshape(N, -1),
-        ]
-        if self.include_context:
-            parts.append(self._x)
+        values = {
+            "iterate": lambda: signed_log(self._y),
+            "gradient": lambda: signed_log(self._g / unit),
+            "objective": lambda: objective.unsqueeze(-1),
+            "stationarity": lambda: stationarity.unsqueeze(-1),
+            "budget": lambda: budget.unsqueeze(-1),
+            "update_history": lambda: signed_log(self._hist_dy).reshape(N, -1),
+            "gradient_history": lambda: signed_log(self._hist_g / unit.unsqueeze(1)).reshape(N, -1),
+            "secant": lambda: self._secant,
+            "context": lambda: self._x,
+        }
+        parts = [values[block]().to(self.dtype) for block in self.observation_slices]
         obs = torch.cat(parts, dim=-1).to(torch.float32)
         return obs.clamp(-OBSERVATION_BOUND, OBSERVATION_BOUND)
+
+
+def _secant(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The ``secant`` block ``(N, 3)`` of update s and gradient change z: [sᵀz > 0, log sᵀs/sᵀz, log sᵀz/zᵀz].
+
+    Rows without positive curvature along s (sᵀz ≤ 0, e.g. a rejected or zero update) are all zeros.
+    """
+    sz, ss, zz = (s * z).sum(-1), s.square().sum(-1), z.square().sum(-1)
+    valid = (sz > 0) & (ss > 0) & (zz > 0)
+    safe_sz = torch.where(valid, sz, torch.ones_like(sz))
+    long_step = torch.log(torch.where(valid, ss, torch.ones_like(ss)) / safe_sz)
+    short_step = torch.log(safe_sz / torch.where(valid, zz, torch.ones_like(zz)))
+    flag = valid.to(s.dtype)
+    return torch.stack([flag, flag * long_step, flag * short_step], dim=-1)
 
 
 def _check(condition: bool, argument: str, expected: str, value: object) -> None:

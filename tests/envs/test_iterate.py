@@ -405,3 +405,54 @@ def test_sb3_td3_trains_on_the_gym_env():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.actor.parameters()))
     action, _ = model.predict(env.reset(seed=1)[0], deterministic=True)
     assert action.shape == (3,) and np.all(np.abs(action) <= 1)
+
+
+def test_secant_features_are_the_log_barzilai_borwein_steps_of_the_last_update():
+    problem = SolvedDiagonalQuadratic((1.0, 4.0))
+    env = quadratic_env(problem, num_envs=3, action="step_size", secant_features=True, init="random")
+    obs = env.reset(seed=0)
+    assert env.observation_dim == 3 + (2 + 2 * 3) * 2 + 3 + 4
+    assert torch.equal(blocks(env, obs, "secant"), torch.zeros(3, 3))  # no update yet
+    y0, g0 = env.iterates.double(), env._g.clone()
+    obs, *_ = env.step(torch.tensor([[0.0], [-0.5], [-1.0]]))
+    s, z = env.iterates.double() - y0, env._g - g0
+    expected = torch.stack([torch.ones(3), torch.log((s * s).sum(-1) / (s * z).sum(-1)),
+                            torch.log((s * z).sum(-1) / (z * z).sum(-1))], -1)
+    torch.testing.assert_close(blocks(env, obs, "secant").double(), expected, atol=1e-5, rtol=1e-5)
+    # curvature along any update lies in [1, 4]: both BB steps in [1/4, 1]
+    assert bool((expected[:, 1:] <= 1e-9).all() and (expected[:, 1:] >= math.log(0.25) - 1e-9).all())
+
+
+def test_secant_features_are_zero_without_positive_curvature_and_after_a_reset():
+    env = quadratic_env(num_envs=2, action="update", secant_features=True, max_iterations=2)
+    env.reset(seed=1)
+    obs, *_ = env.step(torch.zeros(2, 2))  # s = 0: no curvature information
+    assert torch.equal(blocks(env, obs, "secant"), torch.zeros(2, 3))
+    obs, *_ = env.step(torch.ones(2, 2))  # the episodes end (T = 2): the new episodes start at zeros
+    assert torch.equal(blocks(env, obs, "secant"), torch.zeros(2, 3))
+
+
+def test_omit_blocks_drops_exactly_the_named_blocks():
+    options = dict(num_envs=2, action="step_size", secant_features=True, history=2)
+    full, reduced = quadratic_env(**options), quadratic_env(**options, omit_blocks=("iterate", "gradient", "update_history"))
+    assert list(reduced.observation_slices) == ["objective", "stationarity", "budget", "gradient_history", "secant",
+                                                "context"]
+    assert reduced.observation_dim == full.observation_dim - 2 * 2 - 2 * 2
+    obs_full, obs_reduced = full.reset(seed=4), reduced.reset(seed=4)
+    for _ in range(3):
+        for block, where in reduced.observation_slices.items():
+            assert torch.equal(obs_reduced[:, where], blocks(full, obs_full, block)), block
+        action = torch.full((2, 1), 0.3)
+        obs_full, *_ = full.step(action)
+        obs_reduced, *_ = reduced.step(action)
+    with pytest.raises(ValueError, match="omit_blocks"):
+        quadratic_env(omit_blocks=("velocity",))
+
+
+def test_contexts_and_iterates_are_copies_of_the_drawn_problems():
+    env = quadratic_env(num_envs=3, init="random")
+    obs = env.reset(seed=5)
+    torch.testing.assert_close(env.contexts, blocks(env, obs, "context").double())
+    torch.testing.assert_close(signed_log(env.iterates), blocks(env, obs, "iterate").double(), atol=1e-6, rtol=1e-6)
+    env.contexts.zero_()
+    assert env.contexts.abs().sum() > 0

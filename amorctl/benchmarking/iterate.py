@@ -1,0 +1,76 @@
+"""Throughput of the optimizer-as-MDP environment: natively batched against gymnasium's sync vectorization.
+
+``scripts/benchmark.py iterate-throughput`` calls :func:`iterate_throughput`. Both forms run the same
+family with the same (default) :class:`~amorctl.envs.IterateEnv` options, N copies, uniformly random
+actions drawn before the clock starts, and auto-resets of finished episodes included; a reset before
+each timed repeat is not timed. The batched form is :class:`~amorctl.envs.IterateEnv` with N rows; the
+reference is ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="sync")`` over the registered
+single-instance :class:`~amorctl.envs.IterateGymEnv`, i.e. N Python-level environment steps per
+vectorized step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from amorctl.benchmarking.common import markdown_table, median
+
+SEED = 0
+
+
+def iterate_throughput(num_envs: int, family: str, steps: int, repeats: int) -> str:
+    """A Markdown table of environment steps per second (N × vectorized steps / seconds, median of ``repeats``).
+
+    Rows: the batched ``IterateEnv`` and gymnasium's ``SyncVectorEnv`` of the single-instance form,
+    for ``family`` (a registered family name such as ``"quadratic"``) with ``num_envs`` copies and
+    ``steps`` vectorized steps per repeat; a last column gives each row's speed relative to the
+    sync reference.
+    """
+    import gymnasium as gym
+
+    from amorctl.envs import ITERATE_ENV_IDS, IterateEnv, register_iterate_envs
+    from amorctl.problems import make_problem
+
+    if min(num_envs, steps, repeats) < 1:
+        raise ValueError(f"num_envs, steps and repeats must be positive, got {num_envs}, {steps} and {repeats}")
+    ids = {name: env_id for env_id, name in ITERATE_ENV_IDS.items()}
+    if family not in ids:
+        raise ValueError(f"unknown family {family!r}; expected one of: {', '.join(sorted(ids))}")
+    register_iterate_envs()
+
+    batched = IterateEnv(make_problem(family), num_envs)
+    generator = torch.Generator().manual_seed(SEED)
+    actions = torch.rand(steps, num_envs, batched.action_dim, generator=generator) * 2 - 1
+
+    def run_batched() -> float:
+        batched.reset(seed=SEED)
+        start = time.perf_counter()
+        for action in actions:
+            batched.step(action)
+        return time.perf_counter() - start
+
+    sync = gym.make_vec(ids[family], num_envs=num_envs, vectorization_mode="sync")
+    sync_actions = actions.numpy().astype(np.float32)
+
+    def run_sync() -> float:
+        sync.reset(seed=SEED)
+        start = time.perf_counter()
+        for action in sync_actions:
+            sync.step(action)
+        return time.perf_counter() - start
+
+    try:
+        transitions = num_envs * steps
+        batched_rate = transitions / median([run_batched() for _ in range(repeats)])
+        sync_rate = transitions / median([run_sync() for _ in range(repeats)])
+    finally:
+        sync.close()
+    header = ["environment", "family", "N", "env steps / s", "× sync"]
+    rows = [
+        ["IterateEnv (batched)", family, num_envs, batched_rate, batched_rate / sync_rate],
+        ["gymnasium SyncVectorEnv of IterateGymEnv", family, num_envs, sync_rate, 1.0],
+    ]
+    return markdown_table(header, rows)

@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Benchmarks: ``python scripts/benchmark.py SECTION [options]``; each prints a Markdown table and its command.
+
+Sections: ``td3-throughput``, ``td3-time-to-solve``, ``td3-budget`` (amorctl's TD3 against
+stable-baselines3's) and ``iterate-throughput``. Record results in ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sections = parser.add_subparsers(dest="section", required=True)
+
+    p = sections.add_parser("td3-throughput", help="env steps/s, bare update and env step on HalfCheetah-v5")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3000, help="timed env steps after learning_starts")
+    p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--update-steps", type=int, default=1000, help="bare updates timed per repeat")
+
+    p = sections.add_parser("td3-time-to-solve", help="training seconds to reach the task's return threshold")
+    p.add_argument("--task", choices=["pendulum", "inverted_pendulum"], default="pendulum")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--out", default="benchmarks")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the amorctl config")
+
+    p = sections.add_parser("td3-budget", help="HalfCheetah-v5 with a wall-clock training budget")
+    p.add_argument("--minutes", type=float, default=20.0)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--report-only", action="store_true", help="table and plot from the CSVs already in --out")
+    p.add_argument("--out", default="benchmarks")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the amorctl config")
+
+    p = sections.add_parser("iterate-throughput", help="optimizer-as-MDP environment throughput")
+    p.add_argument("--num-envs", type=int, default=1024)
+    p.add_argument("--family", default="quadratic")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=3)
+
+    args = parser.parse_args(argv)
+    if args.section == "iterate-throughput":
+        from amorctl.benchmarking.iterate import iterate_throughput
+
+        print(iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats))
+        return 0
+
+    from amorctl.benchmarking import td3
+
+    if args.section == "td3-throughput":
+        print(td3.td3_throughput(args.repeats, args.steps, args.learning_starts, args.update_steps))
+    elif args.section == "td3-time-to-solve":
+        print(td3.td3_time_to_solve(args.task, args.seeds, args.workers, args.out, tuple(args.overrides)))
+    elif args.section == "td3-budget":
+        if args.report_only:
+            print(td3.budget_report(args.minutes, args.out))
+        else:
+            print(td3.td3_budget(args.minutes, args.seeds, args.first_seed, args.out, tuple(args.overrides)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
