@@ -127,6 +127,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(format_table(metrics))
         return
 
+    if args.video and config.env.kind != "gym":
+        raise EvaluationError(
+            f"--video needs a gymnasium task; env.kind={config.env.kind!r} runs have nothing to render"
+        )
     seed = args.seed if args.seed is not None else config.seed + EVALUATE_SEED_OFFSET
     output = args.output if args.output is not None else run.eval / "evaluate.json"
     loaded, env = load_policy(run, config, checkpoint, args.num_envs)
@@ -154,7 +158,12 @@ def _evaluate(args: argparse.Namespace) -> None:
             # learned optimizers are also compared with the classical solvers on the same problems
             from amorctl.optimizer_comparison import compare_with_baselines
 
-            report["comparison"] = compare_with_baselines(run.root, config, loaded.agent, output.parent)
+            comparison = compare_with_baselines(run.root, config, loaded.agent, output.parent)
+            report["comparison"] = comparison
+            summary = {key: value for key, value in comparison.items() if isinstance(value, (int, float, str))}
+            if summary:
+                print("learned optimizer vs tuned baselines:")
+                print(format_table(summary))
     finally:
         env.close()
     write_json(output, report)

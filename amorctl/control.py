@@ -19,7 +19,7 @@ from amorctl.problems import make_problem
 from amorctl.rundir import RunDir
 
 EVAL_SEED_OFFSET = 1_000_000
-"""Evaluation episodes are seeded from ``seed + EVAL_SEED_OFFSET + evaluation index``, apart from training's."""
+"""The k-th evaluation resets its copies from ``seed + EVAL_SEED_OFFSET + k · eval_envs`` (copy i adds i): no overlap."""
 
 
 def make_env(config: TD3Config, num_envs: int, device: torch.device) -> BatchedEnv:
@@ -143,8 +143,9 @@ def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progres
 def _evaluate_and_log(
     agent: TD3, env: BatchedEnv, config: TD3Config, index: int, writer: SummaryWriter | None, elapsed: float
 ) -> dict[str, float]:
-    """The ``index``-th evaluation of a run (seeded ``seed + EVAL_SEED_OFFSET + index``), logged at the agent's step."""
-    result = evaluate(agent, env, config.train.eval_episodes, config.seed + EVAL_SEED_OFFSET + index)
+    """The ``index``-th evaluation of a run (seeds as in :data:`EVAL_SEED_OFFSET`), logged at the agent's step."""
+    seed = config.seed + EVAL_SEED_OFFSET + index * config.train.eval_envs
+    result = evaluate(agent, env, config.train.eval_episodes, seed)
     if writer is None:
         return result
     step = agent.num_timesteps

@@ -186,7 +186,13 @@ def summarize(returns: list[float], lengths: list[int], seeds: list[int]) -> dic
 
 
 def default_gl_backend() -> str:
-    """Set ``MUJOCO_GL`` to :data:`DEFAULT_GL_BACKEND` unless the user chose one; returns the backend in force."""
+    """Set ``MUJOCO_GL`` to :data:`DEFAULT_GL_BACKEND` unless the user chose one; returns the backend in force.
+
+    Classic-control tasks (Pendulum-v1) draw with pygame instead; SDL is told to need no display or
+    sound device, which also keeps it from complaining about a missing session.
+    """
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     return os.environ.setdefault("MUJOCO_GL", DEFAULT_GL_BACKEND)
 
 
@@ -198,9 +204,9 @@ def record_video(
 
     Uses ``gymnasium.wrappers.RecordVideo`` on one ``render_mode="rgb_array"`` copy of the run's
     gymnasium task, whose actions are mapped from [-1, 1] exactly as in training. Returns, per
-    episode, the video's path, its frame count (the reset frame and one per step), the episode's
-    return and length and its seed. Raises :class:`EvaluationError` with one sentence when the task
-    cannot be rendered here.
+    episode, its seed, return and length, ``frames_captured`` (the reset frame and one per step), and
+    the video's path, size in bytes, and frame count and duration as decoded by ffmpeg. Raises
+    :class:`EvaluationError` with one sentence when the task cannot be rendered here.
     """
     import gymnasium as gym
 
