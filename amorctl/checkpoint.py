@@ -58,7 +58,8 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not an amorctl checkpoint ({type(error).__name__})") from None
+        kind = type(error).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not an amorctl checkpoint ({kind})") from None
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"checkpoint {str(path)!r} is not an amorctl checkpoint (no step counter)")
     return state

@@ -19,7 +19,9 @@ def train_main(argv: list[str] | None = None) -> int:
         description="Train an amortization model. Overrides are dotted.key=value pairs, e.g. train.steps=2000.",
     )
     parser.add_argument("--config", type=Path, default=None, help=f"YAML config (default: {DEFAULT_CONFIG.name})")
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    parser.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
@@ -30,7 +32,9 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         if args.resume is not None:
             if args.config is not None:
-                raise AmorctlError("--resume continues a run with its own config.yaml; pass overrides instead of --config")
+                raise AmorctlError(
+                    "--resume continues a run with its own config.yaml; pass overrides instead of --config"
+                )
             run = RunDir.open(args.resume)
             config = run.load_config(args.overrides)
             print(f"resuming {run.root}")

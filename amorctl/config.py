@@ -126,6 +126,9 @@ class EnvConfig(Section):
             except ValueError as error:
                 raise ValueError(f"config key 'env.id': {error}") from None
             return self
+        for key in ("id", "vectorization", "max_episode_steps"):
+            if getattr(self, key) != EnvConfig.model_fields[key].default:
+                raise ValueError(f"config key 'env.{key}' applies to env.kind=gym, not iterate")
         self.problem = validate_problem_section({"name": "quadratic", **self.problem}, prefix="env.problem")
         schema = _constructor_schema(IterateEnv, skip=("problem", "num_envs", "device", "dtype", "init"))
         try:

@@ -19,7 +19,7 @@ from amorctl.problems import make_problem
 from amorctl.rundir import RunDir
 
 EVAL_SEED_OFFSET = 1_000_000
-"""The k-th evaluation resets its copies from ``seed + EVAL_SEED_OFFSET + k · eval_envs`` (copy i adds i): no overlap."""
+"""The k-th evaluation resets its copies from ``seed + EVAL_SEED_OFFSET + k · eval_envs`` (copy i adds i)."""
 
 
 def make_env(config: TD3Config, num_envs: int, device: torch.device) -> BatchedEnv:

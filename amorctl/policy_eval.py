@@ -283,7 +283,7 @@ def _rendering(call: Callable[[], Any], env_id: str, backend: str) -> Any:
     """Run ``call`` (the first render happens inside), turning a renderer failure into one sentence."""
     try:
         return call()
-    except Exception as error:  # noqa: BLE001 -- OpenGL failures surface as many types (AttributeError, GLError, ...)
+    except Exception as error:
         raise EvaluationError(_renderer_trouble(env_id, backend, error)) from None
 
 

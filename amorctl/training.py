@@ -115,7 +115,8 @@ def train_direct(config: DirectConfig, run: RunDir, resume: bool = False, show_p
                 model.train()
                 writer.add_scalar("eval/objective", metrics["objective_mean"], step)
                 # the bar shows the most telling held-out number: relative gap, else gap, else f(ŷ)
-                last_eval = next(metrics[k] for k in ("relative_gap_mean", "objective_gap_mean", "objective_mean") if k in metrics)
+                keys = ("relative_gap_mean", "objective_gap_mean", "objective_mean")
+                last_eval = next(metrics[k] for k in keys if k in metrics)
                 if reference.solved:
                     writer.add_scalar("eval/objective_gap", metrics["objective_gap_mean"], step)
                     writer.add_scalar("eval/solution_distance", metrics["solution_distance_mean"], step)
@@ -123,7 +124,9 @@ def train_direct(config: DirectConfig, run: RunDir, resume: bool = False, show_p
                     writer.add_scalar("eval/relative_gap", metrics["relative_gap_mean"], step)
                 progress.set_postfix(loss=f"{loss.item():.4g}", eval=f"{last_eval:.3g}")
             if step % config.train.checkpoint_every == 0 or step == config.train.steps:
-                last_checkpoint = save_checkpoint(run.checkpoints, step, learner.state_dict(), config.train.keep_checkpoints)
+                last_checkpoint = save_checkpoint(
+                    run.checkpoints, step, learner.state_dict(), config.train.keep_checkpoints
+                )
             progress.update(1)
     finally:
         progress.close()
@@ -148,7 +151,9 @@ def train(config: Config, run: RunDir, resume: bool = False, show_progress: bool
 
 def check_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, last_checkpoint) -> None:
     """Raise :class:`NonFiniteError` if the loss or any parameter is NaN or infinite."""
-    kept = f"the last good checkpoint is {str(last_checkpoint)!r}" if last_checkpoint else "no checkpoint was written yet"
+    kept = "no checkpoint was written yet"
+    if last_checkpoint:
+        kept = f"the last good checkpoint is {str(last_checkpoint)!r}"
     if not bool(torch.isfinite(loss)):
         raise NonFiniteError(f"loss/train became {loss.item()} at step {step}; training stopped and {kept}")
     parameters = dict(model.named_parameters())

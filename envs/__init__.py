@@ -7,7 +7,7 @@ from amorctl.envs.gym_adapter import GymVectorEnv, check_env_id, make_gym_env
 
 __all__ = ["BatchedEnv", "GymVectorEnv", "StepResult", "check_env_id", "evaluate_policy", "make_gym_env"]
 
-from amorctl.envs.iterate import IterateEnv  # noqa: E402
-from amorctl.envs.iterate_gym import ITERATE_ENV_IDS, IterateGymEnv, register_iterate_envs  # noqa: E402
+from amorctl.envs.iterate import IterateEnv
+from amorctl.envs.iterate_gym import ITERATE_ENV_IDS, IterateGymEnv, register_iterate_envs
 
 __all__ += ["ITERATE_ENV_IDS", "IterateEnv", "IterateGymEnv", "register_iterate_envs"]

@@ -60,7 +60,7 @@ class BatchedEnv(ABC):
     def step(self, action: torch.Tensor) -> StepResult:
         """Advance every copy by one step; see the class docstring for the returned tensors."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op unless the environment holds something)
         """Release what the environment holds (worker processes, simulators)."""
 
     def validate_action(self, action: torch.Tensor) -> None:

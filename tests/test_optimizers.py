@@ -110,7 +110,7 @@ def test_diverging_runs_are_scored_inf_and_never_raise(ill_conditioned_quadratic
 
 
 def test_tuning_evaluates_only_the_training_contexts(easy_quadratic):
-    problem, train, held_out = easy_quadratic
+    _, train, held_out = easy_quadratic
     spy = Quadratic(dim=5, cond_max=5.0)
     seen = []
     original = spy.objective

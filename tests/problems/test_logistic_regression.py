@@ -59,7 +59,7 @@ def test_solution_matches_lbfgs():
             [y], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe"
         )
 
-        def closure(i=i):
+        def closure(i=i, y=y, optimizer=optimizer):
             optimizer.zero_grad()
             loss = problem.objective(y, x[i : i + 1]).sum()
             loss.backward()

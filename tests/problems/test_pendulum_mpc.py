@@ -18,7 +18,8 @@ def rollout_cost(problem, y, x):
     target = float(x[2]) if problem.context_dim == 3 else 0.0
     cost = 0.0
     for u in y.tolist():
-        velocity += problem.dt * (-problem.gravity * math.sin(error + target) - problem.damping * velocity + problem.max_torque * u)
+        accel = -problem.gravity * math.sin(error + target) - problem.damping * velocity + problem.max_torque * u
+        velocity += problem.dt * accel
         error += problem.dt * velocity
         cost += problem.dt * (w_angle * error**2 + w_velocity * velocity**2 + w_torque * u**2)
     return cost + w_terminal * (error**2 + velocity**2)
@@ -102,7 +103,12 @@ def test_returns_the_dtype_of_the_contexts():
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"horizon": 0}, "horizon"), ({"dt": 0.0}, "dt"), ({"angle_range": 4.0}, "angle_range"), ({"torque_weight": -1.0}, "torque_weight")],
+    [
+        ({"horizon": 0}, "horizon"),
+        ({"dt": 0.0}, "dt"),
+        ({"angle_range": 4.0}, "angle_range"),
+        ({"torque_weight": -1.0}, "torque_weight"),
+    ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, argument):
     with pytest.raises(ProblemArgumentError) as error:
