@@ -82,7 +82,8 @@ def compare_with_baselines(
         ``median_gap`` (lists of T + 1 values, iteration 0..T; ``Infinity`` where some problem
         diverged), ``final_mean_gap``, ``final_median_gap`` and ``diverged`` (held-out problems
         that diverged); plus the summary below.
-        ``optimizer_comparison.png``: mean and median gap versus iteration, log scale.
+        ``optimizer_comparison.png``: mean and median gap versus iteration, log scale (a gap of
+        exactly 0, f at f* within float rounding, is drawn at 1e-14).
         TensorBoard: ``compare/<optimizer>/mean_gap`` and ``compare/<optimizer>/median_gap`` with
         the iteration as the step.
 
