@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=["pendulum", "inverted_pendulum"], default="pendulum")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--max-seconds", type=float, default=None, help="give a run up after this much training")
     p.add_argument("--out", default="benchmarks")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the amorctl config")
 
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.section == "td3-throughput":
         print(td3.td3_throughput(args.repeats, args.steps, args.learning_starts, args.update_steps))
     elif args.section == "td3-time-to-solve":
-        print(td3.td3_time_to_solve(args.task, args.seeds, args.workers, args.out, tuple(args.overrides)))
+        print(td3.td3_time_to_solve(
+            args.task, args.seeds, args.workers, args.out, tuple(args.overrides), args.max_seconds
+        ))
     elif args.section == "td3-budget":
         if args.report_only:
             print(td3.budget_report(args.minutes, args.out))
