@@ -13,7 +13,7 @@ pass ``max_episode_steps`` to ``gymnasium.make`` too, or the time limit cuts epi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -57,7 +57,7 @@ class IterateGymEnv(gym.Env):
             ``num_envs`` is 1).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,

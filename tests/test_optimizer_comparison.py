@@ -15,7 +15,8 @@ from amorctl.problems import make_problem
 
 
 def tiny_config(family: str = "quadratic", **problem):
-    problem = problem or ({"dim": 3, "cond_max": 10.0} if family == "quadratic" else {"num_features": 3, "num_samples": 8})
+    small = {"dim": 3, "cond_max": 10.0} if family == "quadratic" else {"num_features": 3, "num_samples": 8}
+    problem = problem or small
     return validate_config({
         "agent": "td3",
         "name": "tiny_opt",
@@ -112,7 +113,7 @@ def test_logistic_regression_and_a_non_iterate_run(tmp_path):
     assert summary["family"] == "logistic_regression" and summary["ratio"] >= 0
 
     gym_config = validate_config({"agent": "td3", "env": {"id": "Pendulum-v1"}})
-    with pytest.raises(ValueError, match="env.kind: iterate"):
+    with pytest.raises(ValueError, match=r"env\.kind: iterate"):
         comparison.compare_with_baselines(tmp_path, gym_config, agent, tmp_path / "out")
 
 
