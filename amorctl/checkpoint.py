@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,23 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"checkpoint {str(path)!r} is not an amorctl checkpoint (no step counter)")
     return state
+
+
+def restore_latest(
+    directory: Path, load_state: Callable[[dict[str, Any]], None], map_location: torch.device | str = "cpu"
+) -> tuple[Path, dict[str, Any]]:
+    """Load the newest checkpoint in ``directory`` with ``load_state``; returns its path and state.
+
+    A missing checkpoint, an unreadable file or a state that does not fit the learner (another
+    network shape, say) raises one clear :class:`CheckpointError`.
+    """
+    path = latest_checkpoint(directory)
+    if path is None:
+        raise CheckpointError(f"run directory {str(directory.parent)!r} has no checkpoint to resume from")
+    state = load_checkpoint(path, map_location=map_location)
+    try:
+        load_state(state)
+    except (KeyError, RuntimeError, ValueError) as error:
+        kind = type(error).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} does not match the run's config ({kind})") from None
+    return path, state

@@ -10,10 +10,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from amorctl.agents.td3 import TD3
-from amorctl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from amorctl.checkpoint import restore_latest, save_checkpoint
 from amorctl.config import TD3Config, resolve_device
 from amorctl.envs import BatchedEnv, GymVectorEnv, IterateEnv, evaluate_policy
-from amorctl.errors import CheckpointError, ConfigError, NonFiniteError
+from amorctl.errors import ConfigError, NonFiniteError
 from amorctl.evaluation import format_table
 from amorctl.problems import make_problem
 from amorctl.rundir import RunDir
@@ -63,16 +63,9 @@ def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progres
         agent = make_td3(config, train_env, device)
         last_checkpoint = None
         if resume:
-            last_checkpoint = latest_checkpoint(run.checkpoints)
-            if last_checkpoint is None:
-                raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to resume from")
-            state = load_checkpoint(last_checkpoint, map_location=device)
-            try:
-                agent.load_state_dict(state["agent"])
-            except (KeyError, RuntimeError, ValueError) as error:
-                raise CheckpointError(
-                    f"checkpoint {str(last_checkpoint)!r} does not match the run's config ({type(error).__name__})"
-                ) from None
+            last_checkpoint, state = restore_latest(
+                run.checkpoints, lambda state: agent.load_state_dict(state["agent"]), device
+            )
             if agent.num_timesteps > config.train.total_steps:
                 raise ConfigError(
                     f"config key 'train.total_steps' is {config.train.total_steps}, "

@@ -10,10 +10,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from amorctl.agents.direct import DirectAmortization
-from amorctl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from amorctl.checkpoint import restore_latest, save_checkpoint
 from amorctl.config import Config, DirectConfig, TD3Config, resolve_device
 from amorctl.control import train_td3
-from amorctl.errors import CheckpointError, ConfigError, NonFiniteError
+from amorctl.errors import ConfigError, NonFiniteError
 from amorctl.evaluation import ReferenceSet, evaluate_model, format_table, gap_metrics
 from amorctl.models import FullyAmortizedMLP, TanhBox
 from amorctl.problems import Problem, make_problem
@@ -66,16 +66,7 @@ def train_direct(config: DirectConfig, run: RunDir, resume: bool = False, show_p
     )
     last_checkpoint = None
     if resume:
-        last_checkpoint = latest_checkpoint(run.checkpoints)
-        if last_checkpoint is None:
-            raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to resume from")
-        state = load_checkpoint(last_checkpoint, map_location=device)
-        try:
-            learner.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise CheckpointError(
-                f"checkpoint {str(last_checkpoint)!r} does not match the run's config ({type(error).__name__})"
-            ) from None
+        last_checkpoint, _ = restore_latest(run.checkpoints, learner.load_state_dict, device)
         if learner.step > config.train.steps:
             raise ConfigError(
                 f"config key 'train.steps' is {config.train.steps}, "
