@@ -240,6 +240,15 @@ class TD3:
                 break
         return self
 
+    def latest_losses(self) -> dict[str, torch.Tensor]:
+        """``loss/critic`` (mean of the twin critics' losses) and ``loss/actor`` of the latest updates, once made."""
+        losses = {}
+        if self._last_critic is not None:
+            losses["loss/critic"] = self._last_critic[1].mean()
+        if self._last_actor_loss is not None:
+            losses["loss/actor"] = self._last_actor_loss
+        return losses
+
     def restart_episodes(self) -> None:
         """Make the next collection reset the environments (seeded from the learner's stream).
 

@@ -13,8 +13,9 @@ from amorctl.agents.td3 import TD3
 from amorctl.checkpoint import restore_latest, save_checkpoint
 from amorctl.config import TD3Config, resolve_device
 from amorctl.envs import BatchedEnv, GymVectorEnv, IterateEnv, evaluate_policy
-from amorctl.errors import ConfigError, NonFiniteError
+from amorctl.errors import ConfigError
 from amorctl.evaluation import format_table
+from amorctl.finite import check_finite, parameters_of
 from amorctl.problems import make_problem
 from amorctl.rundir import RunDir
 
@@ -149,29 +150,9 @@ def _evaluate_and_log(
 
 
 def check_finite_td3(agent: TD3, step: int, last_checkpoint) -> None:
-    """Raise :class:`NonFiniteError` naming the first NaN or Inf among the latest losses and the parameters.
-
-    Checked in the order a divergence spreads: ``loss/critic``, ``loss/actor``, then the critics' and
-    the actor's parameters. One host synchronisation per call (once per logging window).
-    """
-    quantities: dict[str, torch.Tensor] = {}
-    if agent._last_critic is not None:
-        quantities["loss/critic"] = agent._last_critic[1].sum() / 2
-    if agent._last_actor_loss is not None:
-        quantities["loss/actor"] = agent._last_actor_loss
-    for network in ("critic", "actor"):
-        for name, parameter in getattr(agent, network).named_parameters():
-            quantities[f"parameter '{network}.{name}'"] = parameter
-    finite = torch.stack([torch.isfinite(value).all() for value in quantities.values()]).cpu()
-    if bool(finite.all()):
-        return
-    name = list(quantities)[int((~finite).nonzero()[0])]
-    value = quantities[name]
-    what = f"{name} became {value.item()}" if value.dim() == 0 else f"{name} became non-finite"
-    kept = "no checkpoint was written yet"
-    if last_checkpoint:
-        kept = f"the last good checkpoint is {str(last_checkpoint)!r}"
-    raise NonFiniteError(f"{what} at step {step}; training stopped and {kept}")
+    """Stop on the first NaN or Inf, in the order a divergence spreads: losses, critics, actor."""
+    critic, actor = parameters_of(agent.critic, "critic."), parameters_of(agent.actor, "actor.")
+    check_finite({**agent.latest_losses(), **critic, **actor}, step, last_checkpoint)
 
 
 def _log_train(writer: SummaryWriter, metrics: dict[str, torch.Tensor], step: int, steps_per_second: float) -> None:

@@ -13,8 +13,9 @@ from amorctl.agents.direct import DirectAmortization
 from amorctl.checkpoint import restore_latest, save_checkpoint
 from amorctl.config import Config, DirectConfig, TD3Config, resolve_device
 from amorctl.control import train_td3
-from amorctl.errors import ConfigError, NonFiniteError
+from amorctl.errors import ConfigError
 from amorctl.evaluation import ReferenceSet, evaluate_model, format_table, gap_metrics
+from amorctl.finite import check_finite, parameters_of
 from amorctl.models import FullyAmortizedMLP, TanhBox
 from amorctl.problems import Problem, make_problem
 from amorctl.rundir import RunDir
@@ -91,7 +92,7 @@ def train_direct(config: DirectConfig, run: RunDir, resume: bool = False, show_p
             loss = learner.train_step()
             step = learner.step
             window_steps += 1
-            check_finite(loss, model, step, last_checkpoint)
+            check_finite({"loss/train": loss, **parameters_of(model)}, step, last_checkpoint)
             if step % config.train.log_every == 0 or step == config.train.steps:
                 elapsed = time.perf_counter() - window_start
                 writer.add_scalar("loss/train", loss.item(), step)
@@ -138,17 +139,3 @@ def train(config: Config, run: RunDir, resume: bool = False, show_progress: bool
     if isinstance(config, TD3Config):
         return train_td3(config, run, resume, show_progress)
     return train_direct(config, run, resume, show_progress)
-
-
-def check_finite(loss: torch.Tensor, model: torch.nn.Module, step: int, last_checkpoint) -> None:
-    """Raise :class:`NonFiniteError` if the loss or any parameter is NaN or infinite."""
-    kept = "no checkpoint was written yet"
-    if last_checkpoint:
-        kept = f"the last good checkpoint is {str(last_checkpoint)!r}"
-    if not bool(torch.isfinite(loss)):
-        raise NonFiniteError(f"loss/train became {loss.item()} at step {step}; training stopped and {kept}")
-    parameters = dict(model.named_parameters())
-    finite = torch.stack([torch.isfinite(p).all() for p in parameters.values()])
-    if not bool(finite.all()):
-        name = list(parameters)[int((~finite).nonzero()[0])]
-        raise NonFiniteError(f"parameter {name!r} became non-finite at step {step}; training stopped and {kept}")

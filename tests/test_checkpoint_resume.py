@@ -11,9 +11,9 @@ import yaml
 from amorctl.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from amorctl.cli import train_main
 from amorctl.errors import CheckpointError, NonFiniteError
+from amorctl.finite import check_finite, parameters_of
 from amorctl.models import FullyAmortizedMLP
 from amorctl.problems import Quadratic
-from amorctl.training import check_finite
 
 
 class NaNAfter(Quadratic):
@@ -103,7 +103,7 @@ def test_non_finite_parameter_is_named():
     with torch.no_grad():
         model.body[2].bias[0] = float("inf")
     with pytest.raises(NonFiniteError, match=r"'body\.2\.bias'.*step 7") as caught:
-        check_finite(torch.tensor(1.0), model, 7, None)
+        check_finite({"loss/train": torch.tensor(1.0), **parameters_of(model)}, 7, None)
     assert caught.value.exit_code == 3
 
 
