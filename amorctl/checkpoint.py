@@ -66,10 +66,11 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     return state
 
 
-def restore_latest(
-    directory: Path, load_state: Callable[[dict[str, Any]], None], map_location: torch.device | str = "cpu"
-) -> tuple[Path, dict[str, Any]]:
+def restore_latest(directory: Path, load_state: Callable[[dict[str, Any]], None]) -> tuple[Path, dict[str, Any]]:
     """Load the newest checkpoint in ``directory`` with ``load_state``; returns its path and state.
+
+    The state is read onto the CPU: random-number states must stay there, and ``load_state_dict``
+    of modules and optimizers copies everything else to where the learner lives.
 
     A missing checkpoint, an unreadable file or a state that does not fit the learner (another
     network shape, say) raises one clear :class:`CheckpointError`.
@@ -77,10 +78,10 @@ def restore_latest(
     path = latest_checkpoint(directory)
     if path is None:
         raise CheckpointError(f"run directory {str(directory.parent)!r} has no checkpoint to resume from")
-    state = load_checkpoint(path, map_location=map_location)
+    state = load_checkpoint(path)
     try:
         load_state(state)
-    except (KeyError, RuntimeError, ValueError) as error:
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:
         kind = type(error).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} does not match the run's config ({kind})") from None
     return path, state

@@ -162,7 +162,10 @@ def _evaluate(args: argparse.Namespace) -> None:
             # learned optimizers are also compared with the classical solvers on the same problems
             from amorctl.optimizer_comparison import compare_with_baselines
 
-            comparison = compare_with_baselines(run.root, config, loaded.agent, output.parent)
+            try:
+                comparison = compare_with_baselines(run.root, config, loaded.agent, output.parent)
+            except (ValueError, RuntimeError) as error:
+                raise EvaluationError(f"cannot compare {str(run.root)!r} with the tuned baselines: {error}") from None
             report["comparison"] = comparison
             summary = {key: value for key, value in comparison.items() if isinstance(value, (int, float, str))}
             if summary:

@@ -64,10 +64,10 @@ def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progres
         agent = make_td3(config, train_env, device)
         last_checkpoint = None
         if resume:
-            last_checkpoint, state = restore_latest(
-                run.checkpoints, lambda state: agent.load_state_dict(state["agent"]), device
-            )
-            if agent.num_timesteps > config.train.total_steps:
+            load = lambda saved: agent.load_state_dict(saved["agent"])  # noqa: E731
+            last_checkpoint, state = restore_latest(run.checkpoints, load)
+            # a vectorized step adds N transitions, so a finished run may stop up to N - 1 past total_steps
+            if agent.num_timesteps >= config.train.total_steps + train_env.num_envs:
                 raise ConfigError(
                     f"config key 'train.total_steps' is {config.train.total_steps}, "
                     f"but the checkpoint is already at step {agent.num_timesteps}"

@@ -110,7 +110,7 @@ def load_policy(
         if checkpoint is None:
             raise CheckpointError(f"run directory {str(run.root)!r} has no checkpoint to evaluate; train it first")
     device = resolve_device(config)
-    state = load_checkpoint(checkpoint, map_location=device)
+    state = load_checkpoint(checkpoint)  # onto the CPU: random-number states must stay there
     agent_state = state.get("agent")
     if not isinstance(agent_state, dict):
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds no TD3 agent; is it from a {config.agent} run?")

@@ -67,7 +67,7 @@ def train_direct(config: DirectConfig, run: RunDir, resume: bool = False, show_p
     )
     last_checkpoint = None
     if resume:
-        last_checkpoint, _ = restore_latest(run.checkpoints, learner.load_state_dict, device)
+        last_checkpoint, _ = restore_latest(run.checkpoints, learner.load_state_dict)
         if learner.step > config.train.steps:
             raise ConfigError(
                 f"config key 'train.steps' is {config.train.steps}, "
