@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -140,7 +141,10 @@ class PendulumMPC(Problem):
         f = r.square().sum(1)
         for _ in range(self.solver_iterations):
             J = jacobian(y, x)
-            grad = (J.transpose(1, 2) @ r[..., None])[..., 0]
+            grad = (J.transpose(1, 2) @ r[..., None])[..., 0]  # ½∇f
+            projected_gradient = (y - (y - 2 * grad).clamp(-1, 1)).norm(dim=1)
+            if bool((projected_gradient <= self.solver_tolerance).all()):
+                return y
             free = ~(((y <= -1) & (grad > 0)) | ((y >= 1) & (grad < 0)))
             mask = free.to(y.dtype)
             JtJ = (J.transpose(1, 2) @ J) * mask[:, :, None] * mask[:, None, :]
@@ -154,7 +158,10 @@ class PendulumMPC(Problem):
             r = torch.where(accept[:, None], r_new, r)
             f = torch.where(accept, f_new, f)
             damping = torch.where(accept, damping / 3, damping * 3).clamp(1e-12, 1e10)
-            projected_gradient = (y - (y - 2 * grad).clamp(-1, 1)).norm(dim=1)
-            if bool((projected_gradient <= self.solver_tolerance).all()):
-                break
+        warnings.warn(
+            f"PendulumMPC.solve: {self.solver_iterations} iterations left some projected gradient norms above "
+            f"{self.solver_tolerance} (raise problem.solver_iterations)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return y

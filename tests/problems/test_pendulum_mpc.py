@@ -62,7 +62,8 @@ def test_solver_matches_closed_form_linear_quadratic_case():
     jacobian = torch.func.vmap(torch.func.jacfwd(lambda y, xx: problem.residuals(y[None], xx[None])[0]))(zero, x)
     expected = torch.linalg.lstsq(jacobian, -offset[..., None]).solution[..., 0]
     assert expected.abs().max() < 1, "test setup: the box must not bind"
-    torch.testing.assert_close(problem.solve(x), expected, atol=1e-7, rtol=0)
+    # the solver stops at ‖∇f‖ ≤ 1e-8; the smallest curvature here (~0.03) turns that into ≤ ~3e-7 in y
+    torch.testing.assert_close(problem.solve(x), expected, atol=1e-6, rtol=0)
 
 
 def test_solver_reaches_a_stationary_point_of_the_box_problem():
