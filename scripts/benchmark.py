@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amorctl.errors import AmorctlError
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,27 +46,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
 
     args = parser.parse_args(argv)
+    try:
+        print(_run_section(args))
+    except AmorctlError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+def _run_section(args: argparse.Namespace) -> str:
+    """The Markdown report of the chosen section."""
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
 
-        print(iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats))
-        return 0
+        return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats)
 
     from amorctl.benchmarking import td3
 
     if args.section == "td3-throughput":
-        print(td3.td3_throughput(args.repeats, args.steps, args.learning_starts, args.update_steps))
-    elif args.section == "td3-time-to-solve":
-        print(td3.td3_time_to_solve(
+        return td3.td3_throughput(args.repeats, args.steps, args.learning_starts, args.update_steps)
+    if args.section == "td3-time-to-solve":
+        return td3.td3_time_to_solve(
             args.task, args.seeds, args.workers, args.out, tuple(args.overrides), args.max_seconds
-        ))
-    elif args.section == "td3-budget":
-        if args.report_only:
-            print(td3.budget_report(args.minutes, args.out))
-        else:
-            print(td3.td3_budget(args.minutes, args.seeds, args.first_seed, args.out, tuple(args.overrides)))
-    return 0
-
+        )
+    if args.report_only:
+        return td3.budget_report(args.minutes, args.out)
+    return td3.td3_budget(args.minutes, args.seeds, args.first_seed, args.out, tuple(args.overrides))
 
 if __name__ == "__main__":
     sys.exit(main())
