@@ -112,21 +112,13 @@ class HeavyBall(BatchedOptimizer):
         return y + velocity, {**state, "velocity": velocity}
 
 
-class Nesterov(BatchedOptimizer):
+class Nesterov(HeavyBall):
     """Nesterov's accelerated gradient with constant momentum (Sutskever et al. 2013 form).
 
     v ← βv − α ∇f(y + βv), y ← y + v: the gradient is taken at the look-ahead point.
     """
 
     name = "nesterov"
-
-    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor = 0.01, momentum: float = 0.9):
-        super().__init__(problem, step_size=step_size)
-        _check(0.0 <= momentum < 1.0, "momentum", "in [0, 1)", momentum)
-        self.momentum = momentum
-
-    def init(self, y, x):
-        return {**super().init(y, x), "velocity": torch.zeros_like(y)}
 
     def step(self, y, x, state):
         lookahead = y + self.momentum * state["velocity"]
