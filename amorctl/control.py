@@ -10,14 +10,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from amorctl.agents.td3 import TD3
-from amorctl.checkpoint import restore_latest, save_checkpoint
-from amorctl.config import TD3Config, resolve_device
+from amorctl.run.checkpoint import restore_latest, save_checkpoint
+from amorctl.run.config import TD3Config, resolve_device
 from amorctl.envs import BatchedEnv, GymVectorEnv, IterateEnv, evaluate_policy
-from amorctl.errors import ConfigError
-from amorctl.evaluation import format_table
-from amorctl.finite import check_finite, parameters_of
+from amorctl.run.errors import ConfigError
+from amorctl.eval.direct import format_table
+from amorctl.run.finite import check_finite, parameters_of
 from amorctl.problems import make_problem
-from amorctl.rundir import RunDir
+from amorctl.run.rundir import RunDir
 
 EVAL_SEED_OFFSET = 1_000_000
 """The k-th evaluation resets its copies from ``seed + EVAL_SEED_OFFSET + k · eval_envs`` (copy i adds i)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from amorctl.errors import AmorctlError
+from amorctl.run.errors import AmorctlError
 
 
 def main(argv: list[str] | None = None) -> int:

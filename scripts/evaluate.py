@@ -3,7 +3,7 @@
 
 import sys
 
-from amorctl.cli import evaluate_main
+from amorctl.run.cli import evaluate_main
 
 if __name__ == "__main__":
     sys.exit(evaluate_main())

@@ -3,7 +3,7 @@
 
 import sys
 
-from amorctl.cli import train_main
+from amorctl.run.cli import train_main
 
 if __name__ == "__main__":
     sys.exit(train_main())

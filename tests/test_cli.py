@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amorctl.checkpoint import list_checkpoints
-from amorctl.cli import train_main
-from amorctl.rundir import RunDir
+from amorctl.run.checkpoint import list_checkpoints
+from amorctl.run.cli import train_main
+from amorctl.run.rundir import RunDir
 
 
 def one_sentence(stderr: str) -> str:

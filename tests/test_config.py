@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amorctl.cli import DEFAULT_CONFIG
-from amorctl.config import DirectConfig, load_config, to_yaml
-from amorctl.errors import ConfigError
+from amorctl.run.cli import DEFAULT_CONFIG
+from amorctl.run.config import DirectConfig, load_config, to_yaml
+from amorctl.run.errors import ConfigError
 from amorctl.problems import Problem, Quadratic
 
 

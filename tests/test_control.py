@@ -15,8 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from amorctl import control
 from amorctl.agents.td3 import TD3
-from amorctl.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from amorctl.cli import train_main
+from amorctl.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from amorctl.run.cli import train_main
 
 PENDULUM = str(Path(__file__).resolve().parent.parent / "configs" / "td3_pendulum.yaml")
 

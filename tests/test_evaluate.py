@@ -14,10 +14,10 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-import amorctl.optimizer_comparison
-from amorctl.cli import evaluate_main, train_main
-from amorctl.config import load_config
-from amorctl.rundir import RunDir
+import amorctl.eval.optimizer_comparison
+from amorctl.run.cli import evaluate_main, train_main
+from amorctl.run.config import load_config
+from amorctl.run.rundir import RunDir
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -180,7 +180,7 @@ def test_an_iterate_run_is_compared_with_the_baselines(tmp_path, capsys, monkeyp
         calls.append((run_dir, config, agent, output_dir))
         return {"ratio": 0.25, "json": output_dir / "optimizer_comparison.json"}
 
-    monkeypatch.setattr(amorctl.optimizer_comparison, "compare_with_baselines", compare_with_baselines)
+    monkeypatch.setattr(amorctl.eval.optimizer_comparison, "compare_with_baselines", compare_with_baselines)
     assert evaluate(run, "--episodes", "3") == 0
     ((run_dir, used_config, agent, output_dir),) = calls
     assert run_dir == run and output_dir == run / "eval"

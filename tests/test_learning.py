@@ -8,10 +8,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from amorctl.cli import train_main
-from amorctl.evaluation import ReferenceSet
+from amorctl.run.cli import train_main
+from amorctl.eval.direct import ReferenceSet
 from amorctl.problems import Quadratic, make_problem
-from amorctl.rundir import RunDir
+from amorctl.run.rundir import RunDir
 from amorctl.training import build_model, train
 
 QUADRATIC = "problem={name: quadratic, dim: 5, cond_max: 10}"

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-import amorctl.optimizer_comparison as comparison
-from amorctl.config import validate_config
+import amorctl.eval.optimizer_comparison as comparison
+from amorctl.run.config import validate_config
 from amorctl.control import make_env, make_td3
 from amorctl.envs import IterateEnv
 from amorctl.problems import make_problem

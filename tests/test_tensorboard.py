@@ -9,9 +9,9 @@ import shutil
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from amorctl.checkpoint import list_checkpoints
-from amorctl.cli import train_main
-from amorctl.config import load_config
+from amorctl.run.checkpoint import list_checkpoints
+from amorctl.run.cli import train_main
+from amorctl.run.config import load_config
 
 LOGGED = ["loss/train", "train/lr", "perf/steps_per_second"]
 EVALUATED = ["eval/objective", "eval/objective_gap", "eval/relative_gap", "eval/solution_distance"]

@@ -222,7 +222,7 @@ class RunResult:
 
 
 def _load(task: str, seed: int, overrides: tuple[str, ...]):
-    from amorctl.config import load_config
+    from amorctl.run.config import load_config
 
     return load_config(CONFIGS / TASKS[task]["config"], [*overrides, f"seed={seed}", "device=cpu"])
 

@@ -34,12 +34,12 @@ import numpy as np
 import torch
 
 from amorctl.agents.td3 import TD3
-from amorctl.checkpoint import latest_checkpoint, load_checkpoint
-from amorctl.config import TD3Config, resolve_device
+from amorctl.run.checkpoint import latest_checkpoint, load_checkpoint
+from amorctl.run.config import TD3Config, resolve_device
 from amorctl.control import make_env, make_td3
 from amorctl.envs import BatchedEnv
-from amorctl.errors import AmorctlError, CheckpointError
-from amorctl.rundir import RunDir
+from amorctl.run.errors import AmorctlError, CheckpointError
+from amorctl.run.rundir import RunDir
 
 EVALUATE_SEED_OFFSET = 2_000_000
 """The default evaluation seed is ``config.seed + EVALUATE_SEED_OFFSET``, apart from training's evaluation seeds."""

@@ -1,7 +1,7 @@
 """Typed run configs: YAML files plus ``dotted.key=value`` overrides, validated at the door.
 
 A config is checked completely before a run writes anything: an unknown key, a value of the
-wrong type or an impossible value raises :class:`~amorctl.errors.ConfigError` with one sentence
+wrong type or an impossible value raises :class:`~amorctl.run.errors.ConfigError` with one sentence
 naming the dotted key and what was expected. Schemas are pydantic models; a problem family's
 keys are read from its constructor's signature, so a user-defined family is validated too.
 """
@@ -18,7 +18,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from amorctl.errors import ConfigError
+from amorctl.run.errors import ConfigError
 from amorctl.problems import PROBLEMS, Problem, ProblemArgumentError, make_problem
 
 DEFAULT_PROBLEM = "pendulum_mpc"

@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from amorctl.config import Section, load_config, to_yaml
-from amorctl.errors import CheckpointError
+from amorctl.run.config import Section, load_config, to_yaml
+from amorctl.run.errors import CheckpointError
 
 
 class RunDir:

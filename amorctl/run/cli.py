@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from amorctl.config import load_config
-from amorctl.errors import AmorctlError
+from amorctl.run.config import load_config
+from amorctl.run.errors import AmorctlError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,7 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
 
-    from amorctl.rundir import RunDir
+    from amorctl.run.rundir import RunDir
     from amorctl.training import train
 
     try:
@@ -88,7 +88,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             if value < 1:
                 raise AmorctlError(f"{option} must be at least 1, got {value}")
         if args.video:
-            from amorctl.policy_eval import default_gl_backend
+            from amorctl.eval.policy import default_gl_backend
 
             default_gl_backend()  # before anything imports MuJoCo's renderer
         _evaluate(args)
@@ -104,8 +104,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 def _evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from amorctl.evaluation import format_table
-    from amorctl.policy_eval import (
+    from amorctl.eval.direct import format_table
+    from amorctl.eval.policy import (
         EVALUATE_SEED_OFFSET,
         EvaluationError,
         load_policy,
@@ -160,7 +160,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                 print(f"video: {video['path']} ({video['frames']} frames, return {video['return']:.2f})")
         if config.env.kind == "iterate":
             # learned optimizers are also compared with the classical solvers on the same problems
-            from amorctl.optimizer_comparison import compare_with_baselines
+            from amorctl.eval.optimizer_comparison import compare_with_baselines
 
             try:
                 comparison = compare_with_baselines(run.root, config, loaded.agent, output.parent)

@@ -67,7 +67,7 @@ def compare_with_baselines(
 
     Args:
         run_dir: the run folder; TensorBoard scalars go to ``run_dir/events`` (unless ``writer``).
-        config: the run's :class:`~amorctl.config.TD3Config`, with ``env.kind == "iterate"``.
+        config: the run's :class:`~amorctl.run.config.TD3Config`, with ``env.kind == "iterate"``.
         agent: the trained learner; ``agent.predict(obs)`` gives deterministic actions in [-1, 1].
         output_dir: where ``optimizer_comparison.json`` and ``optimizer_comparison.png`` are written
             (created if missing).

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from amorctl.errors import CheckpointError
+from amorctl.run.errors import CheckpointError
 
 _NAME = re.compile(r"step_(\d+)\.pt$")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from amorctl.errors import NonFiniteError
+from amorctl.run.errors import NonFiniteError
 
 
 def parameters_of(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -1,0 +1,1 @@
+"""Evaluation: held-out amortization metrics, policy rollouts and videos, learned-optimizer comparisons."""
