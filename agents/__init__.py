@@ -1,21 +1,35 @@
-"""Learners, installed as ``amorctl.agents``."""
+"""Learners, installed as ``amorctl.agents``: the learner protocol, the agent registry and the agents.
+
+Importing this package registers the shipped agents (``direct``, ``td3``).
+"""
 
 from __future__ import annotations
 
-from amorctl.agents.direct import DirectAmortization
+from amorctl.agents.base import AGENTS, AgentSpec, Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.agents.direct import DirectAmortization, DirectConfig
 from amorctl.agents.networks import EnsembleCritic, EnsembleLinear, make_actor
+from amorctl.agents.off_policy import OffPolicyLearner
 from amorctl.agents.replay_buffer import ReplayBuffer, Transitions
-from amorctl.agents.td3 import TD3, clipped_double_q_target, polyak_update, smoothed_target_action
+from amorctl.agents.td3 import TD3, TD3Config, clipped_double_q_target, polyak_update, smoothed_target_action
 
 __all__ = [
+    "AGENTS",
     "TD3",
+    "AgentSpec",
     "DirectAmortization",
+    "DirectConfig",
     "EnsembleCritic",
     "EnsembleLinear",
+    "Learner",
+    "OffPolicyLearner",
     "ReplayBuffer",
+    "TD3Config",
     "Transitions",
     "clipped_double_q_target",
     "make_actor",
+    "optimizer_state_of",
+    "parameters_of",
     "polyak_update",
+    "register_agent",
     "smoothed_target_action",
 ]

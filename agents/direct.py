@@ -2,24 +2,138 @@
 
 Each step draws a new batch of contexts (the seed blog's "keep sampling new a's on the fly"),
 predicts ŷθ(x) and descends the objective loss (eq. 2.10), the regression loss (eq. 2.9, which
-calls the problem's reference solver on the batch) or their weighted mix.
+calls the problem's reference solver on the batch) or their weighted mix. Registered as
+``agent: direct``; its config names a problem family (``problem.name``) and a model (``model.kind``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
+from annotated_types import Ge, Le
+from pydantic import Field, model_validator
 from torch import nn
 
+from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.eval.direct import ReferenceSet, evaluate_model, gap_metrics
 from amorctl.losses import mixed_loss, objective_loss, regression_loss
-from amorctl.problems import Problem
+from amorctl.models import MODELS, build_model
+from amorctl.problems import Problem, make_problem
+from amorctl.run.errors import ConfigError
+from amorctl.schema import (
+    FiniteFloat,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    RunConfig,
+    Schedule,
+    ScheduleConfig,
+    Section,
+    Seed,
+    check_memory,
+    constructor_schema,
+    parameter_bytes,
+    validate_problem_section,
+    validate_section,
+)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
-class DirectAmortization:
+# ----------------------------------------------------------------------------------------- config
+class LossConfig(Section):
+    """Which amortization loss trains the model."""
+
+    kind: Literal["objective", "regression", "mixed"] = "objective"
+    """``objective`` (eq. 2.10, needs only f), ``regression`` (eq. 2.9, needs y*), or ``mixed``."""
+    regression_weight: Annotated[FiniteFloat, Ge(0.0), Le(1.0)] = 0.5
+    """For ``mixed``: w in (1 − w)·objective + w·regression."""
+
+
+class DirectTrainConfig(ScheduleConfig):
+    steps: PositiveInt = 8000
+    batch_size: PositiveInt = 1024
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    """``cosine`` anneals the learning rate to 0 over ``steps`` (recomputed when a resume changes ``steps``)."""
+    grad_clip: PositiveFloat | None = None
+    log_every: PositiveInt = 100
+    eval_every: PositiveInt = 1000
+    checkpoint_every: PositiveInt = 2000
+
+
+class DirectEvalConfig(Section):
+    num_contexts: PositiveInt = 256
+    """Held-out contexts, drawn once from ``eval.seed`` (never from the training stream)."""
+    seed: Seed = 12345
+    timing_repeats: PositiveInt = 5
+
+
+class DirectConfig(RunConfig):
+    """A direct amortization run: train ŷθ on a differentiable problem family."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        *RunConfig.RESUMABLE, "train.steps", "train.lr", "train.weight_decay", "train.grad_clip",
+        "train.batch_size", "eval.",
+    )
+
+    agent: Literal["direct"] = "direct"
+    name: str = "default"
+    problem: dict[str, Any] = Field(default_factory=lambda: {"name": "pendulum_mpc"})
+    """The family's ``name`` (default ``pendulum_mpc``) and its constructor's keyword arguments."""
+    model: dict[str, Any] = Field(default_factory=lambda: {"kind": "mlp"})
+    """The model's ``kind`` (default ``mlp``) and its builder's keyword arguments."""
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: DirectTrainConfig = Field(default_factory=DirectTrainConfig)
+    eval: DirectEvalConfig = Field(default_factory=DirectEvalConfig)
+
+    @model_validator(mode="after")
+    def _check_problem_and_model(self) -> DirectConfig:
+        self.problem = validate_problem_section(self.problem, default="pendulum_mpc")
+        self.model = validate_model_section(self.model)
+        problem = make_problem(**self.problem)
+        name = self.problem["name"]
+        if self.loss.kind != "objective" and type(problem).solve is Problem.solve:
+            raise ConfigError(f"loss.kind={self.loss.kind!r} needs y*, but problem {name!r} has no reference solver")
+        try:
+            weights = parameter_bytes(lambda: build_model(self.model, problem))
+        except ValueError as error:
+            raise ConfigError(f"config key 'model': {error}") from None
+        widths = problem.context_dim + problem.solution_dim
+        check_memory({
+            "the model (model.*)": 4 * weights,  # parameters, gradients and two Adam moments
+            "the training batch (train.batch_size)": 4 * 4 * self.train.batch_size * widths,
+            "the held-out set (eval.num_contexts)": 4 * 4 * self.eval.num_contexts * widths,
+        }, self.device)
+        return self
+
+    def schedule(self) -> Schedule:
+        t = self.train
+        return Schedule(t.steps, t.log_every, t.eval_every, t.checkpoint_every, t.keep_checkpoints, t.max_wall_seconds)
+
+
+def validate_model_section(section: Any) -> dict[str, Any]:
+    """Check ``model.kind`` and the builder's keyword arguments; returns them with types coerced."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"config key 'model' must be a section (a mapping with a 'kind'), got {section!r}")
+    section = {"kind": "mlp", **section}
+    try:
+        build = MODELS.lookup(section["kind"])
+    except KeyError as error:
+        raise ConfigError(str(error)) from None
+    keys = {key: value for key, value in section.items() if key != "kind"}
+    schema = constructor_schema(build, skip=("problem",))
+    checked = validate_section(schema, keys, "model").model_dump()
+    return {"kind": section["kind"], **checked}
+
+
+# ---------------------------------------------------------------------------------------- learner
+class DirectAmortization(Learner):
     """The learner: a model, its optimizer and learning-rate schedule, and the context stream.
 
     Args:
@@ -34,6 +148,8 @@ class DirectAmortization:
         grad_clip: maximum gradient norm, or ``None``.
         seed: seeds the context stream.
         device: where contexts are drawn and the model runs.
+        reference: held-out contexts with reference solutions, for :meth:`evaluate` and :meth:`final_metrics`.
+        timing_repeats: forward passes timed for the speedup in :meth:`final_metrics`.
     """
 
     def __init__(
@@ -41,22 +157,26 @@ class DirectAmortization:
         problem: Problem,
         model: nn.Module,
         *,
-        loss: Literal["objective", "regression", "mixed"] = "objective",
-        regression_weight: float = 0.5,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        lr_schedule: Literal["constant", "cosine"] = "cosine",
-        total_steps: int = 1000,
-        batch_size: int = 1024,
-        grad_clip: float | None = None,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
+        loss: Literal["objective", "regression", "mixed"],
+        regression_weight: float,
+        optimizer: str,
+        lr: float,
+        weight_decay: float,
+        lr_schedule: Literal["constant", "cosine"],
+        total_steps: int,
+        batch_size: int,
+        grad_clip: float | None,
+        seed: int,
+        device: torch.device | str,
+        reference: ReferenceSet | None = None,
+        timing_repeats: int = 5,
     ):
         self.problem, self.model = problem, model
         self.loss_kind, self.regression_weight = loss, regression_weight
         self.batch_size, self.grad_clip = batch_size, grad_clip
+        self.base_lr, self.weight_decay = lr, weight_decay
         self.device = torch.device(device)
+        self.reference, self.timing_repeats = reference, timing_repeats
         self.optimizer = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
         if lr_schedule == "cosine":
             schedule = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
@@ -64,7 +184,17 @@ class DirectAmortization:
             schedule = lambda step: 1.0  # noqa: E731
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.step = 0
+        self.progress = 0
+        self.last_loss = torch.zeros((), device=self.device)
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken (the learner's progress)."""
+        return self.progress
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """The configured loss of the model on contexts ``x``."""
@@ -87,17 +217,48 @@ class DirectAmortization:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        self.step += 1
-        return loss.detach()
+        self.progress += 1
+        self.last_loss = loss.detach()
+        return self.last_loss
 
-    @property
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+    # ------------------------------------------------------------------------- the Learner protocol
+    def advance(self, units: int) -> dict[str, torch.Tensor]:
+        """``units`` gradient steps, stopping after the first non-finite loss (one host sync per step)."""
+        for _ in range(units):
+            if not bool(torch.isfinite(self.train_step())):
+                break
+        return {"loss/train": self.last_loss, "train/lr": torch.tensor(self.lr)}
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out f(ŷ), and against the reference: objective gap, solution distance, relative gap."""
+        self.model.eval()
+        with torch.no_grad():
+            metrics = gap_metrics(self.problem, self.model(self._reference().contexts), self._reference())
+        self.model.train()
+        names = {"objective_mean": "objective", "objective_gap_mean": "objective_gap",
+                 "solution_distance_mean": "solution_distance", "relative_gap_mean": "relative_gap"}
+        return {names[key]: value for key, value in metrics.items() if key in names}
+
+    def final_metrics(self) -> dict[str, Any]:
+        """Gap metrics and seconds per solution of model and solver (their ratio is ``speedup``)."""
+        return evaluate_model(self.problem, self.model, self._reference(), self.timing_repeats)
+
+    def finite_quantities(self) -> dict[str, torch.Tensor]:
+        return {"loss/train": self.last_loss, **parameters_of(self.model), **optimizer_state_of(self.optimizer)}
+
+    def policy(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The model ŷθ in evaluation mode: contexts (B, m) → solutions (B, n)."""
+        return self.model.eval()
+
+    def _reference(self) -> ReferenceSet:
+        if self.reference is None:
+            raise RuntimeError("this learner was built without a held-out reference set (inference only)")
+        return self.reference
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit: parameters, optimizer, schedule, random streams."""
         state = {
-            "step": self.step,
+            "step": self.progress,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -109,11 +270,52 @@ class DirectAmortization:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = state["step"]
+        """Restore a :meth:`state_dict`; the learning rate and weight decay stay the constructor's.
+
+        The schedule continues from the restored step with this learner's length and base rate, so a
+        resume that changes ``train.steps`` or ``train.lr`` takes effect in the restored optimizer.
+        """
+        self.progress = state["step"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.base_lrs = [self.base_lr for _ in self.optimizer.param_groups]
+        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+            group["lr"] = self.base_lr * factor(self.scheduler.last_epoch)
+            group["initial_lr"] = self.base_lr
+            group["weight_decay"] = self.weight_decay
         self.generator.set_state(state["context_generator"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def build_direct(config: DirectConfig, device: torch.device, inference: bool = False) -> DirectAmortization:
+    """The learner of a validated :class:`DirectConfig` on ``device`` (with its held-out set unless ``inference``)."""
+    problem = make_problem(**config.problem)
+    model = build_model(config.model, problem).to(device)
+    reference = None if inference else ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, device)
+    if reference is not None and config.loss.kind != "objective" and not reference.solved:
+        raise ConfigError(
+            f"loss.kind={config.loss.kind!r} needs y*, but problem {config.problem['name']!r} has no reference solver"
+        )
+    return DirectAmortization(
+        problem,
+        model,
+        loss=config.loss.kind,
+        regression_weight=config.loss.regression_weight,
+        optimizer=config.train.optimizer,
+        lr=config.train.lr,
+        weight_decay=config.train.weight_decay,
+        lr_schedule=config.train.lr_schedule,
+        total_steps=config.train.steps,
+        batch_size=config.train.batch_size,
+        grad_clip=config.train.grad_clip,
+        seed=config.seed,
+        device=device,
+        reference=reference,
+        timing_repeats=config.eval.timing_repeats,
+    )
+
+
+register_agent("direct", DirectConfig, build_direct)

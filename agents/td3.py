@@ -16,14 +16,34 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from annotated_types import Gt, Le
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
+from amorctl.agents.base import optimizer_state_of, parameters_of, register_agent
 from amorctl.agents.networks import EnsembleCritic, make_actor
+from amorctl.agents.off_policy import OffPolicyLearner, OffPolicyTrainConfig
 from amorctl.agents.replay_buffer import ReplayBuffer, Transitions
 from amorctl.envs import BatchedEnv
+from amorctl.envs.kinds import env_dims, make_env, validate_env_section
+from amorctl.schema import (
+    FiniteFloat,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    RunConfig,
+    Schedule,
+    UnitFloat,
+    check_memory,
+    constructor_schema,
+    parameter_bytes,
+    validate_section,
+)
 
 
 def smoothed_target_action(next_action: torch.Tensor, noise: torch.Tensor, noise_clip: float) -> torch.Tensor:
@@ -88,18 +108,18 @@ class TD3:
         self,
         env: BatchedEnv,
         *,
-        learning_rate: float = 3e-4,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        batch_size: int = 256,
-        policy_delay: int = 2,
-        target_policy_noise: float = 0.2,
-        target_noise_clip: float = 0.5,
-        exploration_noise: float = 0.1,
-        buffer_size: int = 1_000_000,
-        learning_starts: int = 25_000,
-        gradient_steps: int = 1,
-        hidden_sizes: Sequence[int] = (256, 256),
+        learning_rate: PositiveFloat = 3e-4,
+        gamma: UnitFloat = 0.99,
+        tau: Annotated[FiniteFloat, Gt(0.0), Le(1.0)] = 0.005,
+        batch_size: PositiveInt = 256,
+        policy_delay: PositiveInt = 2,
+        target_policy_noise: NonNegativeFloat = 0.2,
+        target_noise_clip: NonNegativeFloat = 0.5,
+        exploration_noise: NonNegativeFloat = 0.1,
+        buffer_size: PositiveInt = 1_000_000,
+        learning_starts: NonNegativeInt = 25_000,
+        gradient_steps: NonNegativeInt = 1,
+        hidden_sizes: Sequence[PositiveInt] = (256, 256),
         compile: bool = False,
         seed: int = 0,
         device: torch.device | str | None = None,
@@ -116,6 +136,7 @@ class TD3:
         if buffer_size < env.num_envs:
             raise ValueError(f"buffer_size ({buffer_size}) must hold one step of all {env.num_envs} environments")
         self.env = env
+        self.learning_rate = learning_rate
         self.device = torch.device(device) if device is not None else env.device
         self.gamma, self.tau, self.batch_size, self.policy_delay = gamma, tau, batch_size, policy_delay
         self.target_policy_noise, self.target_noise_clip = target_policy_noise, target_noise_clip
@@ -249,6 +270,16 @@ class TD3:
             losses["loss/actor"] = self._last_actor_loss
         return losses
 
+    def finite_quantities(self) -> dict[str, torch.Tensor]:
+        """What must stay finite, in the order a divergence spreads: losses, critics, actor, optimizer moments."""
+        return {
+            **self.latest_losses(),
+            **parameters_of(self.critic, "critic."),
+            **parameters_of(self.actor, "actor."),
+            **optimizer_state_of(self.critic_optimizer, "critic."),
+            **optimizer_state_of(self.actor_optimizer, "actor."),
+        }
+
     def restart_episodes(self) -> None:
         """Make the next collection reset the environments (seeded from the learner's stream).
 
@@ -316,8 +347,11 @@ class TD3:
         self.num_timesteps, self.num_updates = state["num_timesteps"], state["num_updates"]
         for name in ("actor", "critic", "actor_target", "critic_target"):
             getattr(self, name).load_state_dict(state[name])
-        self.actor_optimizer.load_state_dict(copy.deepcopy(state["actor_optimizer"]))
-        self.critic_optimizer.load_state_dict(copy.deepcopy(state["critic_optimizer"]))
+        for name in ("actor_optimizer", "critic_optimizer"):
+            optimizer = getattr(self, name)
+            optimizer.load_state_dict(copy.deepcopy(state[name]))
+            for group in optimizer.param_groups:  # the constructor's rate, so a resume may change it
+                group["lr"] = self.learning_rate
         self.generator.set_state(state["generator"])
         self.replay_buffer = ReplayBuffer(
             self.replay_buffer.capacity, self.env.observation_dim, self.env.action_dim, self.device
@@ -326,3 +360,66 @@ class TD3:
             self.replay_buffer.load_state_dict(state["replay_buffer"])
         self.restart_episodes()
         self._last_critic = self._last_actor_loss = None
+
+
+# ------------------------------------------------------------------------------------- the run
+class TD3Config(RunConfig):
+    """A TD3 run: the policy πθ(s) amortizes argmax_a Q(s, a) (objective loss −Q, eq. 2.10).
+
+    ``td3`` holds :class:`TD3`'s keyword arguments (defaults and constraints are the constructor's);
+    ``env`` is a section of a registered environment kind (``env.kind``, default ``gym``).
+    """
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        *RunConfig.RESUMABLE, "train.total_steps", "train.eval_episodes", "train.eval_envs",
+        "train.save_replay_buffer", "train.target_return", "td3.learning_rate", "td3.exploration_noise",
+        "td3.gradient_steps",
+    )
+
+    agent: Literal["td3"] = "td3"
+    name: str = "td3"
+    env: Any = Field(default_factory=lambda: {"kind": "gym"})
+    td3: dict[str, Any] = Field(default_factory=dict)
+    train: OffPolicyTrainConfig = Field(default_factory=OffPolicyTrainConfig)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> TD3Config:
+        self.env = validate_env_section(self.env)
+        schema = constructor_schema(TD3, skip=("env", "seed", "device"), name="TD3Params")
+        self.td3 = validate_section(schema, self.td3, "td3").model_dump()
+        observation_dim, action_dim = env_dims(self.env)
+        networks = parameter_bytes(lambda: make_actor(observation_dim, action_dim, self.td3["hidden_sizes"]))
+        networks += parameter_bytes(lambda: EnsembleCritic(observation_dim, action_dim, self.td3["hidden_sizes"]))
+        check_memory({
+            "the replay buffer (td3.buffer_size)": 4 * self.td3["buffer_size"] * (2 * observation_dim + action_dim + 2),
+            "the networks (td3.hidden_sizes)": 5 * networks,  # with targets, gradients and Adam's two moments
+            "a batch (td3.batch_size)": 4 * 8 * self.td3["batch_size"] * max(self.td3["hidden_sizes"], default=1),
+        }, self.device)
+        return self
+
+    def schedule(self) -> Schedule:
+        t = self.train
+        target = ("mean_return", t.target_return) if t.target_return is not None else None
+        return Schedule(t.total_steps, t.log_every, t.eval_every, t.checkpoint_every, t.keep_checkpoints,
+                        t.max_wall_seconds, target, total_key="train.total_steps", target_key="train.target_return")
+
+
+def build_td3(config: TD3Config, device: torch.device, inference: bool = False) -> OffPolicyLearner:
+    """TD3 on ``config.env`` with its evaluation copies; for inference, one copy and a one-step buffer."""
+    num_envs = 1 if inference else config.env.num_envs
+    params = {**config.td3, "buffer_size": num_envs} if inference else config.td3
+    train_env = make_env(config.env, num_envs, device)
+    eval_env = None
+    try:
+        eval_env = None if inference else make_env(config.env, config.train.eval_envs, device)
+        algorithm = TD3(train_env, **params, seed=config.seed, device=device)
+    except BaseException:
+        for env in (train_env, eval_env):
+            if env is not None:
+                env.close()
+        raise
+    return OffPolicyLearner(algorithm, eval_env, eval_episodes=config.train.eval_episodes, seed=config.seed,
+                            save_replay_buffer=config.train.save_replay_buffer)
+
+
+register_agent("td3", TD3Config, build_td3)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from amorctl.run.config import DirectConfig, load_config
+from amorctl.agents import DirectConfig
+from amorctl.run.config import load_config
 from amorctl.problems import PROBLEMS, Problem, register_problem
 
 # Two shared CPU cores: one intra-op thread per test process avoids oversubscription stalls.

@@ -40,6 +40,7 @@ def final_state(run):
 def assert_same_training_state(a: dict, b: dict) -> None:
     """Bit-identical step, parameters and optimizer moments."""
     assert a["step"] == b["step"]
+    a, b = a["learner"], b["learner"]
     assert a["model"].keys() == b["model"].keys()
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
@@ -87,7 +88,7 @@ def test_nan_stops_training_with_exit_3_and_keeps_the_last_good_checkpoint(regis
     assert checkpoints[-1].name in err
     state = load_checkpoint(checkpoints[-1])
     assert state["step"] == 4
-    assert all(torch.isfinite(tensor).all() for tensor in state["model"].values())
+    assert all(torch.isfinite(tensor).all() for tensor in state["learner"]["model"].values())
     assert not (run / "eval" / "metrics.json").exists()
 
 
@@ -125,9 +126,9 @@ def test_resume_after_interruption_matches_the_uninterrupted_run(tiny_args, find
     straight, resumed = final_state(run), final_state(interrupted)
     assert resumed["step"] == 8
     assert_same_training_state(straight, resumed)
-    assert resumed["scheduler"] == straight["scheduler"]
+    assert resumed["learner"]["scheduler"] == straight["learner"]["scheduler"]
     halfway = load_checkpoint(run / "checkpoints" / "step_000000004.pt")
-    assert not torch.equal(halfway["model"]["body.0.weight"], straight["model"]["body.0.weight"])
+    assert not torch.equal(halfway["learner"]["model"]["body.0.weight"], straight["learner"]["model"]["body.0.weight"])
     assert (interrupted / "eval" / "metrics.json").is_file()
 
 

@@ -125,13 +125,23 @@ def test_resume_from_a_corrupt_checkpoint_exits_2(damage, tiny_args, find_runs, 
     assert "checkpoint" in message and latest.name in message
 
 
-def test_resume_with_a_checkpoint_of_another_model_exits_2(tiny_args, find_runs, capsys):
+def test_resume_refuses_an_override_that_cannot_change_mid_run(tiny_args, find_runs, capsys):
     run = tiny_run(tiny_args, find_runs, capsys)
     saved = (run / "config.yaml").read_text()
     assert train_main(["--no-progress", "--resume", str(run), "model.hidden_sizes=[32]", "train.steps=9"]) == 2
     message = one_sentence(capsys.readouterr().err)
-    assert "checkpoint" in message and "does not match" in message
+    assert "'model.hidden_sizes' cannot change when resuming" in message
     assert (run / "config.yaml").read_text() == saved
+
+
+def test_resume_with_an_edited_config_yaml_exits_2(tiny_args, find_runs, capsys):
+    run = tiny_run(tiny_args, find_runs, capsys)
+    edited = (run / "config.yaml").read_text().replace("- 16", "- 32")
+    (run / "config.yaml").write_text(edited)
+    assert train_main(["--no-progress", "--resume", str(run), "train.steps=9"]) == 2
+    message = one_sentence(capsys.readouterr().err)
+    assert "checkpoint" in message
+    assert (run / "config.yaml").read_text() == edited
 
 
 def test_resume_with_fewer_steps_than_the_checkpoint_exits_2(tiny_args, find_runs, capsys):

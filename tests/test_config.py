@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from amorctl.run.cli import DEFAULT_CONFIG
-from amorctl.run.config import DirectConfig, load_config, to_yaml
+from amorctl.agents import DirectConfig
+from amorctl.run.config import load_config, to_yaml
 from amorctl.run.errors import ConfigError
 from amorctl.problems import Problem, Quadratic
 
@@ -36,7 +37,7 @@ def config_error(overrides: list[str], path=None) -> str:
 def test_defaults_and_default_yaml_are_valid():
     config = load_config(None)
     assert isinstance(config, DirectConfig)
-    assert config.problem == {"name": "pendulum_mpc"}
+    assert {"name": "pendulum_mpc"}.items() <= config.problem.items()
     shipped = load_config(DEFAULT_CONFIG)
     assert shipped.problem["name"] == "pendulum_mpc" and shipped.problem["horizon"] == 30
 
@@ -45,18 +46,18 @@ def test_overrides_are_parsed_as_yaml_and_coerced():
     config = load_config(None, ["train.lr=1e-2", "train.steps=7", "model.hidden_sizes=[8, 4]", "train.grad_clip=null"])
     assert config.train.lr == pytest.approx(0.01) and isinstance(config.train.lr, float)
     assert config.train.steps == 7
-    assert config.model.hidden_sizes == [8, 4]
+    assert config.model["hidden_sizes"] == [8, 4]
     assert config.train.grad_clip is None
 
 
 def test_partial_problem_override_keeps_the_default_family():
     config = load_config(None, ["problem.horizon=5"])
-    assert config.problem == {"name": "pendulum_mpc", "horizon": 5}
+    assert {"name": "pendulum_mpc", "horizon": 5}.items() <= config.problem.items()
 
 
 def test_problem_kwargs_are_coerced_to_the_constructor_types():
     config = load_config(None, ["problem={name: quadratic, dim: 4, cond_max: 20}"])
-    assert config.problem == {"name": "quadratic", "dim": 4, "cond_max": 20.0}
+    assert {"name": "quadratic", "dim": 4, "cond_max": 20.0}.items() <= config.problem.items()
     assert isinstance(config.problem["cond_max"], float)
 
 
@@ -99,7 +100,7 @@ def test_bad_values_name_their_dotted_key(overrides, key):
 
 def test_regression_needs_a_family_with_a_solver(register):
     register("no_solver", NoSolver)
-    assert load_config(None, ["problem.name=no_solver"]).problem == {"name": "no_solver"}
+    assert {"name": "no_solver"}.items() <= load_config(None, ["problem.name=no_solver"]).problem.items()
     for kind in ("regression", "mixed"):
         message = config_error(["problem.name=no_solver", f"loss.kind={kind}"])
         assert "loss.kind" in message and "no_solver" in message
@@ -107,7 +108,7 @@ def test_regression_needs_a_family_with_a_solver(register):
 
 def test_user_family_kwargs_are_validated(register):
     register("no_solver", NoSolver)
-    assert load_config(None, ["problem={name: no_solver, dim: 5}"]).problem == {"name": "no_solver", "dim": 5}
+    assert {"name": "no_solver", "dim": 5}.items() <= load_config(None, ["problem={name: no_solver, dim: 5}"]).problem.items()
     assert "problem.dim" in config_error(["problem={name: no_solver, dim: five}"])
     assert "problem.size" in config_error(["problem={name: no_solver, size: 5}"])
 

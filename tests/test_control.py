@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from amorctl import control
+from amorctl.run import loop
 from amorctl.agents.td3 import TD3
 from amorctl.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from amorctl.run.cli import train_main
@@ -109,9 +110,9 @@ def test_resume_with_the_replay_buffer_equals_the_uninterrupted_run(tmp_path, ca
     a, b = (load_checkpoint(latest_checkpoint(run / "checkpoints")) for run in (straight, resumed))
     assert a["step"] == b["step"] == 200
     for network in ("actor", "critic", "actor_target", "critic_target"):
-        for name, tensor in a["agent"][network].items():
-            assert torch.equal(tensor, b["agent"][network][name]), (network, name)
-    assert torch.equal(a["agent"]["generator"], b["agent"]["generator"])
+        for name, tensor in a["learner"]["algorithm"][network].items():
+            assert torch.equal(tensor, b["learner"]["algorithm"][network][name]), (network, name)
+    assert torch.equal(a["learner"]["algorithm"]["generator"], b["learner"]["algorithm"]["generator"])
     metrics = [json.loads((run / "eval" / "metrics.json").read_text()) for run in (straight, resumed)]
     assert metrics[0]["mean_return"] == metrics[1]["mean_return"]
 
@@ -120,9 +121,9 @@ def test_resume_without_the_replay_buffer_continues(tmp_path, capsys):
     _, resumed = _resume_pair(tmp_path)
     start = load_checkpoint(resumed / "checkpoints" / "step_000000100.pt")
     end = load_checkpoint(resumed / "checkpoints" / "step_000000200.pt")
-    assert "replay_buffer" not in end["agent"]
-    assert end["step"] == 200 and end["agent"]["num_updates"] == start["agent"]["num_updates"] + 100
-    assert not torch.equal(start["agent"]["actor"]["body.0.weight"], end["agent"]["actor"]["body.0.weight"])
+    assert "replay_buffer" not in end["learner"]["algorithm"]
+    assert end["step"] == 200 and end["learner"]["algorithm"]["num_updates"] == start["learner"]["algorithm"]["num_updates"] + 100
+    assert not torch.equal(start["learner"]["algorithm"]["actor"]["body.0.weight"], end["learner"]["algorithm"]["actor"]["body.0.weight"])
     assert json.loads((resumed / "eval" / "metrics.json").read_text())["step"] == 200
 
 
@@ -145,11 +146,11 @@ def test_config_errors_exit_2_before_writing_anything(override, expected, tmp_pa
     assert not runs_dir.exists()
 
 
-def test_an_iterate_run_trains_a_learned_optimizer(tmp_path, capsys):
+def test_an_iterate_run_trains_a_learned_optimizer(tmp_path, capsys, monkeypatch):
     runs_dir, config = tmp_path / "runs", tmp_path / "td3_iterate.yaml"
     config.write_text("agent: td3\n")
+    monkeypatch.setattr(sys.modules[__name__], "TINY_TD3", [a for a in TINY_TD3 if not a.startswith("env.")])
     iterate = [
-        "env.max_episode_steps=null",  # a gym setting (the tiny overrides set it)
         "env.kind=iterate",
         "env.num_envs=4",
         "env.problem={name: quadratic, dim: 3, cond_max: 10}",
@@ -187,7 +188,7 @@ def test_a_nan_critic_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, 
     assert 160 < stopped_at <= 200 and checkpoints[0].name in message
     state = load_checkpoint(checkpoints[0])
     for network in ("actor", "critic"):
-        assert all(torch.isfinite(tensor).all() for tensor in state["agent"][network].values())
+        assert all(torch.isfinite(tensor).all() for tensor in state["learner"]["algorithm"][network].values())
     assert not (run / "eval" / "metrics.json").exists()
     # the events logged before the stop were flushed, not lost with the writer
     assert [event.step for event in scalars(run)["loss/critic"]] == [50, 100, 150]
@@ -196,7 +197,7 @@ def test_a_nan_critic_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, 
 def test_a_wall_clock_stop_evaluates_the_final_policy(tmp_path, capsys, monkeypatch):
     """Stopped by max_wall_seconds between evaluations, metrics.json is the final policy's, not an older one's."""
     clock = iter(range(1000))
-    monkeypatch.setattr(control, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))  # 1 s a window
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))  # 1 s a window
     runs_dir = tmp_path / "runs"
     assert train_tiny(runs_dir, "train.eval_every=100", "train.max_wall_seconds=3") == 0
     run = the_run(runs_dir)

@@ -12,7 +12,8 @@ from amorctl.run.cli import train_main
 from amorctl.eval.direct import ReferenceSet
 from amorctl.problems import Quadratic, make_problem
 from amorctl.run.rundir import RunDir
-from amorctl.training import build_model, train
+from amorctl.models import build_model
+from amorctl.run.loop import train
 
 QUADRATIC = "problem={name: quadratic, dim: 5, cond_max: 10}"
 LEARN = [
@@ -36,7 +37,7 @@ class QuadraticWithoutSolver(Quadratic):
 def initial_model(config):
     """The model a run of ``config`` starts from (same seed, same construction order)."""
     torch.manual_seed(config.seed)
-    return build_model(config, make_problem(**config.problem))
+    return build_model(config.model, make_problem(**config.problem))
 
 
 def held_out(config, problem=None):

@@ -13,7 +13,7 @@ from amorctl.run.config import load_config
 from amorctl.losses import mixed_loss, objective_loss, regression_loss
 from amorctl.models import FullyAmortizedMLP, TanhBox
 from amorctl.problems import Problem, make_problem
-from amorctl.training import build_model
+from amorctl.models import build_model
 
 
 class Linear(Problem):
@@ -97,10 +97,10 @@ def test_mlp_shapes_and_projection():
 
 def test_build_model_projects_onto_the_problem_box():
     pendulum = load_config(None, ["problem.horizon=4"])
-    model = build_model(pendulum, make_problem(**pendulum.problem))
+    model = build_model(pendulum.model, make_problem(**pendulum.problem))
     assert isinstance(model.projection, TanhBox)
     quadratic = load_config(None, ["problem={name: quadratic, dim: 3}"])
-    assert isinstance(build_model(quadratic, make_problem(**quadratic.problem)).projection, torch.nn.Identity)
+    assert isinstance(build_model(quadratic.model, make_problem(**quadratic.problem)).projection, torch.nn.Identity)
 
 
 def test_agents_and_envs_live_under_amorctl():

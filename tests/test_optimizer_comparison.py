@@ -9,7 +9,8 @@ import torch
 
 import amorctl.eval.optimizer_comparison as comparison
 from amorctl.run.config import validate_config
-from amorctl.control import make_env, make_td3
+from amorctl.agents import TD3
+from amorctl.envs.kinds import make_env
 from amorctl.envs import IterateEnv
 from amorctl.problems import make_problem
 
@@ -36,8 +37,8 @@ def tiny_config(family: str = "quadratic", **problem):
 @pytest.fixture
 def untrained(tmp_path):
     config = tiny_config()
-    env = make_env(config, 1, torch.device("cpu"))
-    return config, make_td3(config, env, torch.device("cpu")), tmp_path
+    env = make_env(config.env, 1, torch.device("cpu"))
+    return config, TD3(env, **config.td3, seed=config.seed, device="cpu"), tmp_path
 
 
 def test_writes_json_png_and_tensorboard_with_documented_keys(untrained):
@@ -108,7 +109,7 @@ def test_baselines_are_tuned_on_contexts_disjoint_from_the_held_out_ones(untrain
 
 def test_logistic_regression_and_a_non_iterate_run(tmp_path):
     config = tiny_config("logistic_regression")
-    agent = make_td3(config, make_env(config, 1, torch.device("cpu")), torch.device("cpu"))
+    agent = TD3(make_env(config.env, 1, torch.device("cpu")), **config.td3, seed=config.seed, device="cpu")
     summary = comparison.compare_with_baselines(tmp_path, config, agent, tmp_path / "out", num_heldout=8, num_tuning=8)
     assert summary["family"] == "logistic_regression" and summary["ratio"] >= 0
 

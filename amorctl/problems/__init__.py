@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from amorctl.registry import Registry
 from amorctl.problems.base import Problem, ProblemArgumentError, require
 from amorctl.problems.lasso import Lasso
 from amorctl.problems.logistic_regression import LogisticRegression
@@ -9,27 +10,27 @@ from amorctl.problems.pendulum_mpc import PendulumMPC
 from amorctl.problems.quadratic import Quadratic
 from amorctl.problems.rosenbrock import Rosenbrock
 
-PROBLEMS: dict[str, type[Problem]] = {
-    "quadratic": Quadratic,
-    "rosenbrock": Rosenbrock,
-    "logistic_regression": LogisticRegression,
-    "pendulum_mpc": PendulumMPC,
-    "lasso": Lasso,
-}
+PROBLEMS: Registry[type[Problem]] = Registry("problem family", "problem.name")
+for _name, _family in (
+    ("quadratic", Quadratic),
+    ("rosenbrock", Rosenbrock),
+    ("logistic_regression", LogisticRegression),
+    ("pendulum_mpc", PendulumMPC),
+    ("lasso", Lasso),
+):
+    PROBLEMS.register(_name, _family)
 
 
 def register_problem(name: str, cls: type[Problem]) -> None:
     """Make a user-defined family available to configs as ``problem.name: <name>``."""
     if not (isinstance(cls, type) and issubclass(cls, Problem)):
         raise TypeError(f"register_problem({name!r}, ...) needs a subclass of amorctl.problems.Problem")
-    PROBLEMS[name] = cls
+    PROBLEMS.register(name, cls)
 
 
 def make_problem(name: str, **kwargs) -> Problem:
     """Build the registered family ``name`` with its keyword arguments."""
-    if name not in PROBLEMS:
-        raise KeyError(f"unknown problem {name!r}; known: {', '.join(sorted(PROBLEMS))}")
-    return PROBLEMS[name](**kwargs)
+    return PROBLEMS.lookup(name)(**kwargs)
 
 
 __all__ = [

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from amorctl.run.config import load_config
 from amorctl.run.errors import AmorctlError
+from amorctl.run.plugins import load_plugins
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
@@ -22,14 +22,17 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint"
     )
+    _add_import_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    args = parser.parse_args(argv)
-
-    from amorctl.run.rundir import RunDir
-    from amorctl.training import train
+    args = parser.parse_intermixed_args(argv)
 
     try:
+        load_plugins(args.imports)
+        from amorctl.run.config import load_config
+        from amorctl.run.loop import train
+        from amorctl.run.rundir import RunDir
+
         if args.resume is not None:
             if args.config is not None:
                 raise AmorctlError(
@@ -51,6 +54,14 @@ def train_main(argv: list[str] | None = None) -> int:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
     return 0
+
+
+def _add_import_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import a module (a dotted name or a .py file) that registers your own agents, environment kinds, "
+             "models or problem families, before the config is read; repeatable",
+    )
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -79,6 +90,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                         help="also record mp4 videos of the first episodes in videos/ beside the JSON "
                              "(MuJoCo renders offscreen with MUJOCO_GL, default egl)")
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes to film with --video (default: 1)")
+    _add_import_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_intermixed_args(argv)
 
@@ -87,6 +99,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                               ("--video-episodes", args.video_episodes)):
             if value < 1:
                 raise AmorctlError(f"{option} must be at least 1, got {value}")
+        load_plugins(args.imports)
         if args.video:
             from amorctl.eval.policy import default_gl_backend
 

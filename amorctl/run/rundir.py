@@ -7,7 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from amorctl.run.config import Section, load_config, to_yaml
+from amorctl.run.config import load_config, to_yaml
+from amorctl.schema import RunConfig as Section
 from amorctl.run.errors import CheckpointError
 
 

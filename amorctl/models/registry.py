@@ -1,0 +1,62 @@
+"""The model registry: ``model.kind`` names a builder ``build(problem, **keys) -> nn.Module``.
+
+A builder's keyword arguments (after ``problem``) are the ``model.*`` config keys, with their
+defaults; a model of your own is a function plus one :func:`register_model` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from torch import nn
+
+from amorctl.models.mlp import FullyAmortizedMLP
+from amorctl.models.projections import TanhBox
+from amorctl.problems import Problem
+from amorctl.registry import Registry
+from amorctl.schema import PositiveInt
+
+ModelBuilder = Callable[..., nn.Module]
+
+MODELS: Registry[ModelBuilder] = Registry("model", "model.kind")
+
+
+def register_model(name: str, build: ModelBuilder) -> None:
+    """Make ``build(problem, **keys)`` available to configs as ``model.kind: <name>``."""
+    if not callable(build):
+        raise TypeError(f"register_model({name!r}, ...) needs a callable build(problem, **keys)")
+    MODELS.register(name, build)
+
+
+def build_model(section: dict, problem: Problem) -> nn.Module:
+    """The model a validated ``model`` section (``kind`` and the builder's keys) names, for ``problem``."""
+    return MODELS.lookup(section["kind"])(problem, **{key: value for key, value in section.items() if key != "kind"})
+
+
+def mlp(
+    problem: Problem,
+    *,
+    hidden_sizes: Sequence[PositiveInt] = (256, 256),
+    activation: Literal["relu", "elu", "silu", "tanh"] = "relu",
+    projection: Literal["auto", "none", "tanh"] = "auto",
+) -> FullyAmortizedMLP:
+    """The fully-amortized MLP ŷθ(x) (Definition 2) for ``problem``.
+
+    ``projection``: ``tanh`` ends in the tanh projection onto the problem's box (Definition 4),
+    ``none`` in nothing, ``auto`` in the tanh projection when the problem has a box.
+    """
+    if projection == "tanh" and problem.bounds is None:
+        raise ValueError(f"model.projection='tanh' needs a box domain, but {type(problem).__name__} has none")
+    if projection == "auto":
+        projection = "tanh" if problem.bounds is not None else "none"
+    return FullyAmortizedMLP(
+        problem.context_dim,
+        problem.solution_dim,
+        hidden_sizes,
+        activation,
+        TanhBox(*problem.bounds) if projection == "tanh" else None,
+    )
+
+
+register_model("mlp", mlp)

@@ -1,0 +1,280 @@
+"""The vocabulary of config schemas, shared by every registry entry that has config keys.
+
+Each agent, environment kind, model and problem family declares its keys here as a pydantic model,
+usually read from its constructor's signature (:func:`constructor_schema`), so its defaults live in
+one place: the constructor. The run layer (:mod:`amorctl.run.config`) reads YAML, applies overrides
+and dispatches on ``agent`` to the registered schema.
+
+Conventions every schema follows: unknown keys are errors; a float that is NaN or ±inf is refused
+unless the constructor's annotation allows it explicitly (``Annotated[float, AllowInfNan(True)]``);
+booleans are never read as numbers (checked by the run layer on the raw input).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import pydantic
+import torch
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, field_validator
+
+from amorctl.problems import PROBLEMS, ProblemArgumentError
+from amorctl.registry import closest
+from amorctl.run.errors import ConfigError
+
+FiniteFloat = Annotated[float, AllowInfNan(False)]
+PositiveFloat = Annotated[float, AllowInfNan(False), Gt(0)]
+NonNegativeFloat = Annotated[float, AllowInfNan(False), Ge(0)]
+UnitFloat = Annotated[float, AllowInfNan(False), Ge(0), Le(1)]
+PositiveInt = Annotated[int, Gt(0)]
+NonNegativeInt = Annotated[int, Ge(0)]
+Seed = Annotated[int, Ge(0), Lt(2**32)]
+"""Seeds are non-negative and below 2³², so that seed plus any evaluation offset seeds numpy, torch and gymnasium."""
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScheduleConfig(Section):
+    """When the run loop logs, evaluates and checkpoints, and when it stops early.
+
+    Every agent's ``train`` section extends this with its run length (``steps`` or ``total_steps``).
+    """
+
+    log_every: PositiveInt = 1000
+    eval_every: PositiveInt = 5000
+    checkpoint_every: PositiveInt = 10_000
+    keep_checkpoints: PositiveInt = 3
+    max_wall_seconds: PositiveFloat | None = None
+    """Stop after this much training time (fixed wall-clock budgets)."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The run loop's schedule, in the learner's unit of progress (steps or transitions)."""
+
+    total: int
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    max_wall_seconds: float | None = None
+    target: tuple[str, float] | None = None
+    """Stop once evaluation metric ``target[0]`` reaches ``target[1]`` (time-to-solve runs)."""
+    total_key: str = "train.steps"
+    """The config key of ``total``, for messages; its last part is the stop reason of a full run."""
+    target_key: str = "train.target"
+    """The config key of ``target``; its last part is the stop reason when the target is reached."""
+
+
+class RunConfig(Section):
+    """Keys every run has; an agent's config extends it with its own sections.
+
+    ``RESUMABLE`` lists the dotted keys (or key prefixes ending in ``.``) that ``--resume`` may change;
+    the learner applies them when it is built from the new config. Any other change is refused.
+    """
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "train.log_every", "train.eval_every",
+                                            "train.checkpoint_every", "train.keep_checkpoints",
+                                            "train.max_wall_seconds")
+
+    agent: str
+    name: str = "default"
+    seed: Seed = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    runs_dir: str = "runs"
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        if not _RUN_NAME.match(name) or name in (".", ".."):
+            raise ValueError(
+                f"config key 'name' must be one folder name (letters, digits, '.', '_', '-', not starting with"
+                f" '.' or '-'), got {name!r}"
+            )
+        return name
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _nonempty(cls, runs_dir: str) -> str:
+        if not runs_dir or "\0" in runs_dir:
+            raise ValueError(f"config key 'runs_dir' must be a folder path, got {runs_dir!r}")
+        return runs_dir
+
+    def schedule(self) -> Schedule:
+        """The run loop's schedule from this config."""
+        raise NotImplementedError
+
+
+def constructor_schema(
+    target: type | Callable[..., Any], skip: tuple[str, ...] = (), name: str | None = None
+) -> type[BaseModel]:
+    """A pydantic model of the keyword arguments of a class's ``__init__`` (or a function) but ``skip``.
+
+    Unknown keys are forbidden; defaults are the signature's; a parameter without a default is
+    required. A plain ``float`` annotation refuses NaN and ±inf (``Annotated`` ones keep their own
+    constraints).
+    """
+    function = target.__init__ if isinstance(target, type) else target
+    hints = typing.get_type_hints(function, include_extras=True)
+    fields: dict[str, Any] = {}
+    for parameter_name, parameter in inspect.signature(function).parameters.items():
+        if parameter_name in ("self", *skip) or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        hint = _finite(hints.get(parameter_name, Any))
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter_name] = (hint, default)
+    return pydantic.create_model(name or f"{target.__name__}Config", __base__=Section, **fields)
+
+
+def _finite(hint: Any) -> Any:
+    """``float`` → a float that refuses NaN and ±inf, also inside unions, tuples and lists."""
+    if hint is float:
+        return FiniteFloat
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is None or origin is Annotated or origin is Literal or not args:
+        return hint
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_finite(arg) for arg in args)]  # noqa: UP007 (built from a tuple)
+    return origin[tuple(_finite(arg) for arg in args)] if origin in (tuple, list) else hint
+
+
+def available_memory(device: str) -> int:
+    """Bytes free for a run on ``device`` (``auto``, ``cpu`` or ``cuda``): the GPU's free memory, or the
+    host's ``MemAvailable``."""
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(parts: dict[str, int], device: str) -> None:
+    """Refuse a config whose estimated memory (``parts``: what → bytes) exceeds what ``device`` has free."""
+    needed, free = sum(parts.values()), available_memory(device)
+    if needed > 0.9 * free:
+        largest = max(parts, key=parts.get)
+        raise ConfigError(
+            f"the config needs about {needed / 2**30:.3g} GiB ({largest}: {parts[largest] / 2**30:.3g} GiB), more than"
+            f" the {free / 2**30:.3g} GiB free on this machine; reduce {largest}"
+        )
+
+
+def parameter_bytes(build: Callable[[], torch.nn.Module]) -> int:
+    """Bytes of the parameters of the module ``build()`` makes, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        module = build()
+    return sum(parameter.numel() * parameter.element_size() for parameter in module.parameters())
+
+
+def validate_problem_section(section: Any, prefix: str = "problem", default: str = "quadratic") -> dict[str, Any]:
+    """Check ``<prefix>.name`` and the family's keyword arguments; returns them with types coerced."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"config key {prefix!r} must be a section (a mapping with a 'name'), got {section!r}")
+    section = {"name": default, **section}
+    try:
+        family = PROBLEMS.lookup(section["name"], f"{prefix}.name")
+    except KeyError as error:
+        raise ConfigError(str(error)) from None
+    kwargs = {key: value for key, value in section.items() if key != "name"}
+    try:
+        checked = constructor_schema(family).model_validate(kwargs).model_dump()
+    except pydantic.ValidationError as error:
+        raise ConfigError(describe(error, prefix=prefix)) from None
+    try:
+        family(**checked)
+    except ProblemArgumentError as error:
+        raise ConfigError(
+            f"config key '{prefix}.{error.argument}' must be {error.expected}, got {error.value!r}"
+        ) from None
+    return {"name": section["name"], **checked}
+
+
+def describe(error: pydantic.ValidationError, prefix: str = "") -> str:
+    """One sentence for the first validation error: the dotted key and what was expected."""
+    first = error.errors()[0]
+    parts = [str(part) for part in (prefix, *first["loc"]) if part != ""]
+    loc = ".".join(parts)
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        known = _known_keys(error, first["loc"])
+        return f"config key {loc!r} is not a known setting{closest(parts[-1], known)}"
+    if kind == "missing":
+        return f"config key {loc!r} is required"
+    if kind in ("value_error", "assertion_error"):
+        return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "finite_number":
+        return f"config key {loc!r} must be a finite number, got {first.get('input')!r}"
+    expected = message[0].lower() + message[1:]
+    expected = expected.removeprefix("input should be ").removeprefix("value error, ")
+    return f"config key {loc!r} must be {expected}, got {first.get('input')!r}"
+
+
+def _known_keys(error: pydantic.ValidationError, loc: tuple) -> list[str]:
+    """The field names of the (sub)model where an unknown key ``loc`` was found."""
+    model = getattr(error, "_amorctl_model", None)
+    for part in loc[:-1]:
+        if model is None:
+            return []
+        annotation = model.model_fields.get(str(part))
+        model = _model_of(annotation.annotation) if annotation is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validate_section(schema: type[BaseModel], raw: Any, prefix: str = "") -> BaseModel:
+    """``schema.model_validate(raw)`` with one-sentence :class:`ConfigError` messages under ``prefix``."""
+    if not isinstance(raw, dict):
+        where = f"config key {prefix!r}" if prefix else "a config"
+        raise ConfigError(f"{where} must be a mapping of keys, got {raw!r}")
+    try:
+        return schema.model_validate(raw)
+    except pydantic.ValidationError as error:
+        error._amorctl_model = schema  # type: ignore[attr-defined]  (for "did you mean" on unknown keys)
+        raise ConfigError(describe(error, prefix)) from None
+
+
+__all__ = [
+    "Field",
+    "FiniteFloat",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "PositiveInt",
+    "RunConfig",
+    "Schedule",
+    "ScheduleConfig",
+    "Section",
+    "Seed",
+    "constructor_schema",
+    "describe",
+    "validate_problem_section",
+    "validate_section",
+]

@@ -1,0 +1,135 @@
+"""The environment-kind registry: ``env.kind`` names a config section and how to build a BatchedEnv from it.
+
+Shipped kinds: ``gym`` (a gymnasium task behind :class:`~amorctl.envs.GymVectorEnv`) and ``iterate``
+(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`). A kind of your own is a
+:class:`~amorctl.schema.Section` with ``kind: Literal[<name>]`` and ``num_envs``, a function
+``make(section, num_envs, device) -> BatchedEnv``, and one :func:`register_env_kind` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from amorctl.envs.base import BatchedEnv
+from amorctl.envs.gym_adapter import GymVectorEnv, Vectorization, check_env_id
+from amorctl.envs.iterate import IterateEnv
+from amorctl.problems import make_problem
+from amorctl.registry import Registry
+from amorctl.run.errors import ConfigError
+from amorctl.schema import PositiveInt, Section, constructor_schema, validate_problem_section, validate_section
+
+
+@dataclass(frozen=True)
+class EnvKind:
+    """A registered environment kind: its config section and its builder."""
+
+    schema: type[Section]
+    make: Callable[[Any, int, torch.device], BatchedEnv]
+
+
+ENV_KINDS: Registry[EnvKind] = Registry("environment kind", "env.kind")
+
+
+def register_env_kind(name: str, schema: type[Section], make: Callable[[Any, int, torch.device], BatchedEnv]) -> None:
+    """Make an environment kind available to configs as ``env.kind: <name>``."""
+    ENV_KINDS.register(name, EnvKind(schema, make))
+
+
+def validate_env_section(raw: Any, default_kind: str = "gym") -> Section:
+    """The ``env`` section validated by its kind's schema, after building one copy to check it works.
+
+    Building one copy (on the CPU) catches what a schema cannot see: a discrete action space, a task
+    whose dependencies are missing, an impossible combination of options.
+    """
+    if isinstance(raw, Section):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key 'env' must be a section (a mapping with a 'kind'), got {raw!r}")
+    raw = {"kind": default_kind, **raw}
+    try:
+        kind = ENV_KINDS.lookup(raw["kind"])
+    except KeyError as error:
+        raise ConfigError(str(error)) from None
+    for key in raw:
+        if key not in kind.schema.model_fields:
+            owners = [name for name, other in ENV_KINDS.items() if key in other.schema.model_fields]
+            if owners:
+                raise ConfigError(
+                    f"config key 'env.{key}' applies to env.kind={' or '.join(owners)}, not {raw['kind']}"
+                )
+    section = validate_section(kind.schema, raw, "env")
+    env = None
+    try:
+        env = kind.make(section, 1, torch.device("cpu"))
+    except ValueError as error:
+        raise ConfigError(f"config key 'env': {error}") from None
+    finally:
+        if env is not None:
+            env.close()
+    return section
+
+
+def make_env(section: Section, num_envs: int, device: torch.device) -> BatchedEnv:
+    """``num_envs`` copies of the environment a validated ``env`` section describes."""
+    return ENV_KINDS[section.kind].make(section, num_envs, device)
+
+
+def env_dims(section: Section) -> tuple[int, int]:
+    """(observation_dim, action_dim) of the environment, from one CPU copy."""
+    with make_env(section, 1, torch.device("cpu")) as env:
+        return env.observation_dim, env.action_dim
+
+
+class GymEnvConfig(Section):
+    """``env.kind: gym``: a gymnasium task with a Box action space (``id``), ``num_envs`` copies."""
+
+    kind: Literal["gym"] = "gym"
+    id: str = "Pendulum-v1"
+    num_envs: PositiveInt = 1
+    vectorization: Vectorization = "auto"
+    max_episode_steps: PositiveInt | None = None
+    """Overrides the task's own time limit when set."""
+
+    @field_validator("id")
+    @classmethod
+    def _registered(cls, env_id: str) -> str:
+        try:
+            check_env_id(env_id)
+        except ValueError as error:
+            raise ValueError(f"config key 'env.id': {error}") from None
+        return env_id
+
+
+def make_gym(section: GymEnvConfig, num_envs: int, device: torch.device) -> GymVectorEnv:
+    extra = {"max_episode_steps": section.max_episode_steps} if section.max_episode_steps else {}
+    return GymVectorEnv(section.id, num_envs, device, section.vectorization, **extra)
+
+
+class IterateEnvConfig(Section):
+    """``env.kind: iterate``: a solver's iterations on the family in ``problem`` (default ``quadratic``),
+    with :class:`~amorctl.envs.IterateEnv`'s keyword arguments in ``iterate``."""
+
+    kind: Literal["iterate"] = "iterate"
+    num_envs: PositiveInt = 1
+    problem: dict[str, Any] = Field(default_factory=dict)
+    iterate: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> IterateEnvConfig:
+        self.problem = validate_problem_section(self.problem, prefix="env.problem", default="quadratic")
+        schema = constructor_schema(IterateEnv, skip=("problem", "num_envs", "device", "dtype", "init"))
+        self.iterate = validate_section(schema, self.iterate, "env.iterate").model_dump()
+        return self
+
+
+def make_iterate(section: IterateEnvConfig, num_envs: int, device: torch.device) -> IterateEnv:
+    return IterateEnv(make_problem(**section.problem), num_envs, device=device, **section.iterate)
+
+
+register_env_kind("gym", GymEnvConfig, make_gym)
+register_env_kind("iterate", IterateEnvConfig, make_iterate)
