@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from amorctl.run.atomic import atomic_write_text, remove_temporaries
 from amorctl.run.config import Section, load_config, to_yaml
 from amorctl.run.errors import CheckpointError
 
@@ -46,9 +47,22 @@ class RunDir:
         return load_config(self.config_path, overrides)
 
     def save_config(self, config: Section) -> Path:
-        """Write the resolved ``config`` as the run's ``config.yaml``."""
-        self.config_path.write_text(to_yaml(config))
+        """Write the resolved ``config`` as the run's ``config.yaml`` atomically (never half a file)."""
+        atomic_write_text(self.config_path, to_yaml(config))
+        remove_temporaries(self.root, self.config_path.name)
         return self.config_path
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete what killed writes of this run left (``.tmp-*`` files); returns the removed paths.
+
+        Call it when resuming, from the process that will write the run: never while another
+        process trains it.
+        """
+        return [
+            *remove_temporaries(self.root, self.config_path.name),
+            *remove_temporaries(self.checkpoints),
+            *remove_temporaries(self.eval, "metrics.json"),
+        ]
 
     @property
     def config_path(self) -> Path:
@@ -67,8 +81,8 @@ class RunDir:
         return self.root / "eval"
 
     def write_metrics(self, metrics: dict[str, Any]) -> Path:
-        """``eval/metrics.json``: the run's final held-out metrics."""
+        """``eval/metrics.json``: the run's final held-out metrics, written atomically."""
         self.eval.mkdir(exist_ok=True)
-        path = self.eval / "metrics.json"
-        path.write_text(json.dumps(metrics, indent=2) + "\n")
+        path = atomic_write_text(self.eval / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        remove_temporaries(self.eval, path.name)
         return path
