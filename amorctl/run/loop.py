@@ -62,6 +62,7 @@ def train(
         last_checkpoint, elapsed = None, 0.0
         if resume:
             last_checkpoint, elapsed = _restore(learner, run, config, schedule)
+            run.remove_temporaries()
             run.save_config(config)
             if learner.progress >= schedule.total and (finished := _finished_metrics(run)) is not None:
                 print(f"{run.root} already finished at step {learner.progress}; raise {schedule.total_key} to continue")
