@@ -10,17 +10,16 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from amorctl.agents.td3 import TD3
+from amorctl.envs import BatchedEnv, GymVectorEnv, IterateEnv
+from amorctl.eval.direct import format_table
+from amorctl.eval.rollouts import run_episodes
+from amorctl.eval.seeds import periodic_eval_seed
+from amorctl.problems import make_problem
 from amorctl.run.checkpoint import restore_latest, save_checkpoint
 from amorctl.run.config import TD3Config, resolve_device
-from amorctl.envs import BatchedEnv, GymVectorEnv, IterateEnv, evaluate_policy
 from amorctl.run.errors import ConfigError
-from amorctl.eval.direct import format_table
 from amorctl.run.finite import check_finite, parameters_of
-from amorctl.problems import make_problem
 from amorctl.run.rundir import RunDir
-
-EVAL_SEED_OFFSET = 1_000_000
-"""The k-th evaluation resets its copies from ``seed + EVAL_SEED_OFFSET + k · eval_envs`` (copy i adds i)."""
 
 
 def make_env(config: TD3Config, num_envs: int, device: torch.device) -> BatchedEnv:
@@ -33,19 +32,6 @@ def make_env(config: TD3Config, num_envs: int, device: torch.device) -> BatchedE
 
 def make_td3(config: TD3Config, env: BatchedEnv, device: torch.device) -> TD3:
     return TD3(env, **config.td3.model_dump(), seed=config.seed, device=device)
-
-
-def evaluate(agent: TD3, env: BatchedEnv, episodes: int, seed: int) -> dict[str, float]:
-    """Deterministic episodes of the policy π(s) on ``env``; mean and std of return and length."""
-    returns, lengths = evaluate_policy(agent.predict, env, episodes, seed=seed)
-    lengths = lengths.double()
-    return {
-        "mean_return": returns.mean().item(),
-        "std_return": returns.std(unbiased=False).item(),
-        "mean_length": lengths.mean().item(),
-        "std_length": lengths.std(unbiased=False).item(),
-        "episodes": episodes,
-    }
 
 
 def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
@@ -136,10 +122,10 @@ def train_td3(config: TD3Config, run: RunDir, resume: bool = False, show_progres
 
 def _evaluate_and_log(
     agent: TD3, env: BatchedEnv, config: TD3Config, index: int, writer: SummaryWriter | None, elapsed: float
-) -> dict[str, float]:
-    """The ``index``-th evaluation of a run (seeds as in :data:`EVAL_SEED_OFFSET`), logged at the agent's step."""
-    seed = config.seed + EVAL_SEED_OFFSET + index * config.train.eval_envs
-    result = evaluate(agent, env, config.train.eval_episodes, seed)
+) -> dict[str, Any]:
+    """The ``index``-th evaluation of a run (its seeds: :func:`amorctl.eval.seeds.periodic_eval_seed`), logged."""
+    seed = periodic_eval_seed(config.seed, index, config.train.eval_episodes)
+    result = run_episodes(agent.predict, env, config.train.eval_episodes, seed)
     if writer is None:
         return result
     step = agent.num_timesteps

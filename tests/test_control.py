@@ -80,6 +80,7 @@ def test_a_pendulum_run_writes_config_events_checkpoints_and_metrics(pendulum_ru
     metrics = json.loads((pendulum_run / "eval" / "metrics.json").read_text())
     assert metrics["step"] == 300 and metrics["stop_reason"] == "total_steps" and metrics["episodes"] == 2
     assert math.isfinite(metrics["mean_return"]) and metrics["mean_length"] == 50
+    assert metrics["seeds"] == [1_000_002, 1_000_003]  # the second evaluation (k = 1) of 2 episodes, seed 0
 
     logged = scalars(pendulum_run)
     assert set(SCALARS) <= set(logged)

@@ -13,6 +13,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import torch
 
 import amorctl.eval.optimizer_comparison
 from amorctl.run.cli import evaluate_main, train_main
@@ -152,6 +153,28 @@ def test_bad_input_exits_2_with_one_sentence(kind, run_copy, tmp_path, capsys):
     for word in words:
         assert word in message, message
     assert not (run_copy / "eval" / "evaluate.json").exists()
+
+
+def test_a_policy_acting_nan_exits_3_with_one_sentence(run_copy, capsys):
+    checkpoint = run_copy / "checkpoints" / "step_000000060.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    for value in state["agent"]["actor"].values():
+        value.fill_(float("nan"))
+    torch.save(state, checkpoint)
+    assert evaluate(run_copy, "--episodes", "2") == 3
+    message = one_sentence(capsys.readouterr().err)
+    assert "NaN or Inf action at step 0 of the evaluation episode with seed 2000000" in message
+    assert not (run_copy / "eval" / "evaluate.json").exists()
+
+
+def test_a_run_whose_env_id_names_a_module_cannot_import_it(run_copy, gym_plugin, capsys):
+    """Evaluating a run someone sent must not execute their code: module-qualified ids need --import."""
+    config = run_copy / "config.yaml"
+    config.write_text(config.read_text().replace("id: Pendulum-v1", f"id: {gym_plugin.env_id}"))
+    assert gym_plugin.env_id in config.read_text()
+    assert evaluate(run_copy, "--episodes", "1") == 2
+    assert f"pass --import {gym_plugin.module}" in one_sentence(capsys.readouterr().err)
+    assert not gym_plugin.marker.exists() and gym_plugin.module not in sys.modules
 
 
 def test_a_direct_run_shows_its_held_out_metrics(tiny_args, find_runs, capsys):

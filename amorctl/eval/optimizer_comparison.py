@@ -9,8 +9,8 @@ from the very same initial iterates, each with hyper-parameters tuned on *traini
 - held-out contexts and initial iterates are those an ``IterateEnv`` built from the run's config
   draws after ``reset(seed=config.seed + HELDOUT_SEED_OFFSET)``;
 - tuning contexts and initial iterates come from the same construction with
-  ``reset(seed=config.seed + TUNING_SEED_OFFSET)``, a different seed (TD3's own training episodes
-  are seeded from the learner's random stream, its periodic evaluations from ``seed + 1_000_000 + k``);
+  ``reset(seed=config.seed + TUNING_SEED_OFFSET)``, a different seed (the streams of every evaluation
+  are in :mod:`amorctl.eval.seeds`);
 - a baseline's step size (and, for momentum, its momentum) is the grid point with the lowest mean
   objective after T iterations on the tuning contexts, never diverging there
   (:func:`amorctl.optimizers.step_size_scores`).
@@ -31,14 +31,9 @@ from typing import Any
 import torch
 
 from amorctl.envs import IterateEnv
+from amorctl.eval.seeds import HELDOUT_SEED_OFFSET, TUNING_SEED_OFFSET
 from amorctl.optimizers import OPTIMIZERS, run_optimizer, step_size_scores
 from amorctl.problems import Problem, make_problem
-
-HELDOUT_SEED_OFFSET = 2_000_000
-"""Held-out contexts are drawn by ``reset(seed=config.seed + HELDOUT_SEED_OFFSET)``."""
-
-TUNING_SEED_OFFSET = 3_000_000
-"""Baselines are tuned on contexts drawn by ``reset(seed=config.seed + TUNING_SEED_OFFSET)``."""
 
 REQUIRED_BASELINES = ("gd", "momentum", "adam")
 """The baselines the learned optimizer is compared with in ``ratio`` (the best of them)."""

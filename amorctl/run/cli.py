@@ -88,7 +88,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             if value < 1:
                 raise AmorctlError(f"{option} must be at least 1, got {value}")
         if args.video:
-            from amorctl.eval.policy import default_gl_backend
+            from amorctl.eval.video import default_gl_backend
 
             default_gl_backend()  # before anything imports MuJoCo's renderer
         _evaluate(args)
@@ -105,15 +105,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     import json
 
     from amorctl.eval.direct import format_table
-    from amorctl.eval.policy import (
-        EVALUATE_SEED_OFFSET,
-        EvaluationError,
-        load_policy,
-        locate_run,
-        record_video,
-        run_episodes,
-        write_json,
-    )
+    from amorctl.eval.policy import load_policy, locate_run, write_json
+    from amorctl.eval.rollouts import run_episodes
+    from amorctl.eval.seeds import EVALUATE_SEED_OFFSET
+    from amorctl.eval.video import record_video
+    from amorctl.run.errors import EvaluationError
 
     run, checkpoint = locate_run(args.path)
     config = run.load_config(args.overrides)
@@ -154,7 +150,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"return  {result['mean_return']:.2f} ± {result['std_return']:.2f}")
         print(f"length  {result['mean_length']:.1f} ± {result['std_length']:.1f}")
         if args.video:
-            videos = record_video(loaded, output.parent / "videos", seed, args.video_episodes, loaded.checkpoint.stem)
+            videos = record_video(loaded.act, config.env.id, output.parent / "videos", seed, args.video_episodes,
+                                  loaded.checkpoint.stem, config.env.max_episode_steps)
             report["videos"] = videos
             for video in videos:
                 print(f"video: {video['path']} ({video['frames']} frames, return {video['return']:.2f})")
