@@ -10,14 +10,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from amorctl.agents.direct import DirectAmortization
-from amorctl.run.checkpoint import restore_latest, save_checkpoint
-from amorctl.run.config import Config, DirectConfig, TD3Config, resolve_device
 from amorctl.control import train_td3
-from amorctl.run.errors import ConfigError
 from amorctl.eval.direct import ReferenceSet, evaluate_model, format_table, gap_metrics
-from amorctl.run.finite import check_finite, parameters_of
 from amorctl.models import FullyAmortizedMLP, TanhBox
 from amorctl.problems import Problem, make_problem
+from amorctl.run.checkpoint import restore_latest, save_checkpoint
+from amorctl.run.config import Config, DirectConfig, TD3Config, resolve_device
+from amorctl.run.errors import ConfigError
+from amorctl.run.finite import check_finite, parameters_of
 from amorctl.run.rundir import RunDir
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from amorctl.problems import Problem, Quadratic
 from amorctl.run.cli import DEFAULT_CONFIG
 from amorctl.run.config import DirectConfig, load_config, to_yaml
 from amorctl.run.errors import ConfigError
-from amorctl.problems import Problem, Quadratic
 
 
 class NoSolver(Problem):

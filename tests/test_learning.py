@@ -8,9 +8,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from amorctl.run.cli import train_main
 from amorctl.eval.direct import ReferenceSet
 from amorctl.problems import Quadratic, make_problem
+from amorctl.run.cli import train_main
 from amorctl.run.rundir import RunDir
 from amorctl.training import build_model, train
 

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from amorctl.run.config import load_config
 from amorctl.losses import mixed_loss, objective_loss, regression_loss
 from amorctl.models import FullyAmortizedMLP, TanhBox
 from amorctl.problems import Problem, make_problem
+from amorctl.run.config import load_config
 from amorctl.training import build_model
 
 

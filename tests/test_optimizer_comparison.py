@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import amorctl.eval.optimizer_comparison as comparison
-from amorctl.run.config import validate_config
 from amorctl.control import make_env, make_td3
 from amorctl.envs import IterateEnv
 from amorctl.problems import make_problem
+from amorctl.run.config import validate_config
 
 
 def tiny_config(family: str = "quadratic", **problem):

@@ -18,8 +18,8 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from amorctl.run.errors import ConfigError
 from amorctl.problems import PROBLEMS, Problem, ProblemArgumentError, make_problem
+from amorctl.run.errors import ConfigError
 
 DEFAULT_PROBLEM = "pendulum_mpc"
 """The family of a config whose ``problem`` section names none."""
