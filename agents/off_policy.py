@@ -16,11 +16,10 @@ from typing import Any, Protocol
 import torch
 
 from amorctl.agents.base import Learner
-from amorctl.envs import BatchedEnv, evaluate_policy
+from amorctl.envs import BatchedEnv
+from amorctl.eval.rollouts import run_episodes
+from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.schema import FiniteFloat, PositiveInt, ScheduleConfig
-
-EVAL_SEED_OFFSET = 1_000_000
-"""The k-th evaluation resets its copies from ``seed + EVAL_SEED_OFFSET + k · eval_envs`` (copy i adds i)."""
 
 _TAGS = {
     "charts/episodic_return": "train/episodic_return",
@@ -67,8 +66,8 @@ class OffPolicyLearner(Learner):
         algorithm: the agent; owns the training environment (closed with the learner).
         eval_env: separate copies for deterministic evaluations (``None`` for inference only).
         eval_episodes: episodes per evaluation.
-        seed: the run's seed; the k-th evaluation's copies reset from ``seed + EVAL_SEED_OFFSET + k·M``
-            (M = ``eval_env.num_envs``).
+        seed: the run's seed; the k-th evaluation's episodes are seeded as
+            :func:`~amorctl.eval.seeds.periodic_eval_seed` says.
         save_replay_buffer: keep the replay buffer in checkpoints.
     """
 
@@ -85,7 +84,7 @@ class OffPolicyLearner(Learner):
         self.eval_episodes, self.seed, self.save_replay_buffer = eval_episodes, seed, save_replay_buffer
         self.overshoot = algorithm.env.num_envs - 1
         self.evaluations = 0
-        self.last_eval: dict[str, float] = {}
+        self.last_eval: dict[str, Any] = {}
         self.last_eval_at: int | None = None
 
     @property
@@ -101,24 +100,18 @@ class OffPolicyLearner(Learner):
         """Deterministic episodes of π(s) on the evaluation copies; mean and std of return and length."""
         if self.eval_env is None:
             raise RuntimeError("this learner was built without an evaluation environment (inference only)")
-        seed = self.seed + EVAL_SEED_OFFSET + self.evaluations * self.eval_env.num_envs
-        returns, lengths = evaluate_policy(self.policy(), self.eval_env, self.eval_episodes, seed=seed)
-        lengths = lengths.double()
+        seed = periodic_eval_seed(self.seed, self.evaluations, self.eval_episodes)
+        self.last_eval = run_episodes(self.policy(), self.eval_env, self.eval_episodes, seed)
         self.evaluations += 1
         self.last_eval_at = self.progress
-        self.last_eval = {
-            "mean_return": returns.mean().item(),
-            "std_return": returns.std(unbiased=False).item(),
-            "mean_length": lengths.mean().item(),
-            "std_length": lengths.std(unbiased=False).item(),
-        }
-        return self.last_eval
+        return {key: value for key, value in self.last_eval.items() if isinstance(value, float)}
 
     def final_metrics(self) -> dict[str, Any]:
-        """The evaluation of the final policy: the latest one when it was made at this step, else a new one."""
+        """The evaluation of the final policy (with its per-episode seeds, returns and lengths): the latest
+        one when it was made at this step, else a new one."""
         if self.last_eval_at != self.progress:
             self.evaluate()
-        return {**self.last_eval, "episodes": self.eval_episodes}
+        return dict(self.last_eval)
 
     def finite_quantities(self) -> dict[str, torch.Tensor]:
         return self.algorithm.finite_quantities()
@@ -131,7 +124,7 @@ class OffPolicyLearner(Learner):
         return {
             "algorithm": self.algorithm.state_dict(include_replay_buffer=self.save_replay_buffer),
             "evaluations": self.evaluations,
-            "last_eval": dict(self.last_eval),
+            "last_eval": dict(self.last_eval),  # lists and numbers: loadable with weights_only
             "last_eval_at": self.last_eval_at,
         }
 

@@ -18,9 +18,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from annotated_types import Gt, Le
-
 import torch
+from annotated_types import Gt, Le
 from pydantic import Field, model_validator
 from torch import nn
 

@@ -1,15 +1,15 @@
-"""The one batched environment interface every agent trains on, and deterministic policy evaluation.
+"""The one batched environment interface every agent trains on.
 
 A :class:`BatchedEnv` holds N copies of an MDP as tensors of leading size N on one device. Actions
 live in the policy's box [-1, 1]^action_dim (the environment rescales them to its own bounds), the
 environments reset themselves when an episode ends, and the true final observation of a finished
 episode is kept in ``info["final_obs"]`` so that a learner can bootstrap from it.
+Policies are scored on it by :func:`amorctl.eval.rollouts.run_episodes`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -92,45 +92,3 @@ class BatchedEnv(ABC):
             f"{type(self).__name__}({self.name!r}, num_envs={self.num_envs}, observation_dim={self.observation_dim},"
             f" action_dim={self.action_dim}, device={self.device})"
         )
-
-
-@torch.no_grad()
-def evaluate_policy(
-    policy: Callable[[torch.Tensor], torch.Tensor],
-    env: BatchedEnv,
-    num_episodes: int,
-    seed: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``num_episodes`` complete episodes of ``policy`` on ``env``; returns (returns, lengths).
-
-    The episodes are spread evenly over the N copies (copy i runs ``(num_episodes + i) // N`` of
-    them, as stable-baselines3 does) so that short episodes are not over-represented. ``env`` is reset
-    first (with ``seed``) and left mid-episode; use an environment separate from the training one.
-    Returns float32 returns and int64 lengths on the CPU, each of shape (num_episodes,), ordered by copy.
-
-    Args:
-        policy: maps observations (N, observation_dim) to actions (N, action_dim) in [-1, 1],
-            e.g. ``agent.predict`` (deterministic by default).
-        env: the evaluation environment.
-        num_episodes: how many finished episodes to collect (at least 1).
-        seed: seeds the reset, for reproducible evaluations.
-    """
-    if num_episodes < 1:
-        raise ValueError(f"num_episodes must be at least 1, got {num_episodes}")
-    n = env.num_envs
-    targets = [(num_episodes + i) // n for i in range(n)]
-    returns: list[list[float]] = [[] for _ in range(n)]
-    lengths: list[list[int]] = [[] for _ in range(n)]
-    obs = env.reset(seed=seed)
-    while any(len(done) < target for done, target in zip(returns, targets)):
-        obs, _, terminated, truncated, info = env.step(policy(obs))
-        ended = (terminated | truncated).cpu()
-        if ended.any():
-            episode_return, episode_length = info["episode_return"].cpu(), info["episode_length"].cpu()
-            for i in ended.nonzero().flatten().tolist():
-                if len(returns[i]) < targets[i]:
-                    returns[i].append(float(episode_return[i]))
-                    lengths[i].append(int(episode_length[i]))
-    flat_returns = [r for per_env in returns for r in per_env]
-    flat_lengths = [length for per_env in lengths for length in per_env]
-    return torch.tensor(flat_returns, dtype=torch.float32), torch.tensor(flat_lengths, dtype=torch.int64)

@@ -2,14 +2,19 @@
 
 Any gymnasium id with a Box action space and a Box observation space works (``Pendulum-v1``,
 ``InvertedPendulum-v5``, ``HalfCheetah-v5``, ``Hopper-v5``, ...). Actions arrive in the policy's box
-[-1, 1] and are rescaled affinely to the environment's bounds; observations are flattened to float32.
+[-1, 1] and are rescaled affinely to the environment's bounds by :class:`ActionMap`, the one such map
+(training, :func:`make_gym_env` and :func:`amorctl.eval.video.record_video` all use it); observations
+are flattened to float32.
+
+Ids of the form ``"module:Env-v0"`` are accepted only when ``module`` is already imported
+(:func:`check_env_id`): an id read from a config file never imports code.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
+import sys
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -25,22 +30,66 @@ ASYNC_MIN_ENVS, ASYNC_MIN_CPUS = 8, 8
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ``ValueError`` naming the closest registered ids when ``env_id`` is not registered.
+    """Raise ``ValueError`` (one sentence) unless ``env_id`` is a registered gymnasium id; never imports anything.
 
-    ``"module:Env-v0"`` ids import ``module`` first, as :func:`gymnasium.make` does.
+    A ``"module:Env-v0"`` id, which :func:`gymnasium.make` would import ``module`` for, is accepted only
+    when ``module`` is already in ``sys.modules`` (``scripts/train.py`` and ``scripts/evaluate.py``
+    import it with ``--import module``); then ``Env-v0`` must be registered. So a config file, such as
+    the ``config.yaml`` of a run someone sent, cannot make evaluation or ``--resume`` execute code: the
+    import that :func:`gymnasium.make` and :func:`gymnasium.make_vec` do for such an id is a no-op by
+    the time they run. An unknown id gets the closest registered ids as suggestions.
     """
     name = env_id
     if ":" in env_id:
         module, name = env_id.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ValueError(f"environment id {env_id!r}: module {module!r} cannot be imported ({error})") from None
+        if module not in sys.modules:
+            raise ValueError(
+                f"environment id {env_id!r} names module {module!r}, which is not imported: "
+                f"pass --import {module} to import it and register its environments"
+            )
     if name in gym.registry:
         return
     matches = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else "; see gymnasium.pprint_registry()"
     raise ValueError(f"unknown gymnasium environment id {name!r}{hint}")
+
+
+class ActionMap:
+    """The one affine map from the policy's box [-1, 1] onto a Box action space's [low, high].
+
+    ``a ↦ center + half_width · clip(a, -1, 1)`` in float64 with ``center = (high + low) / 2`` and
+    ``half_width = (high - low) / 2``, cast to the space's dtype. Every path from a policy's action to
+    a gymnasium environment goes through it (:class:`GymVectorEnv`, :func:`make_gym_env`,
+    :func:`amorctl.eval.video.record_video`), so a filmed or stable-baselines3 episode sees exactly the
+    environment actions that training does.
+
+    Args:
+        env_id: the environment's name in error messages.
+        space: the environment's (single-copy) action space; ``ValueError`` unless a Box with finite bounds.
+    """
+
+    def __init__(self, env_id: str, space: gym.Space):
+        low, high = _box_bounds(env_id, space)
+        self.center = ((high + low) / 2).reshape(-1)
+        self.half_width = ((high - low) / 2).reshape(-1)
+        self.shape, self.dtype = tuple(space.shape), space.dtype
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        """Flat actions ``(..., action_dim)`` in [-1, 1] → environment actions ``(..., *space.shape)``."""
+        mapped = self.center + self.half_width * np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return mapped.astype(self.dtype, copy=False).reshape(*mapped.shape[:-1], *self.shape)
+
+
+class UnitActions(gym.ActionWrapper):
+    """A gymnasium ``Env`` whose action space is [-1, 1]^shape, mapped onto the wrapped one's by :class:`ActionMap`."""
+
+    def __init__(self, env: gym.Env, env_id: str):
+        super().__init__(env)
+        self.action_map = ActionMap(env_id, env.action_space)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, self.action_map.shape, self.action_map.dtype)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return self.action_map(np.reshape(action, -1))
 
 
 def make_gym_env(env_id: str, **make_kwargs: Any) -> gym.Env:
@@ -51,9 +100,11 @@ def make_gym_env(env_id: str, **make_kwargs: Any) -> gym.Env:
     """
     check_env_id(env_id)
     env = gym.make(env_id, **make_kwargs)
-    _box_bounds(env_id, env.action_space)
-    unit = np.ones(env.action_space.shape, dtype=env.action_space.dtype)
-    return gym.wrappers.RescaleAction(env, -unit, unit)
+    try:
+        return UnitActions(env, env_id)
+    except ValueError:
+        env.close()
+        raise
 
 
 class GymVectorEnv(BatchedEnv):
@@ -63,7 +114,7 @@ class GymVectorEnv(BatchedEnv):
     of a finished episode comes back in the same step. Per step, the action batch crosses to numpy
     once and each returned array crosses to torch once; the adapter loops in Python only over the
     copies whose episode ended, to gather their final observations.
-    Actions are clipped to [-1, 1], then mapped affinely onto the action space's [low, high].
+    Actions are clipped to [-1, 1], then mapped affinely onto the action space's [low, high] (:class:`ActionMap`).
 
     ``vectorization="auto"`` steps the copies in this process (``SyncVectorEnv``) unless there are at
     least 8 copies and at least 8 usable cores, where it uses worker processes (``AsyncVectorEnv``).
@@ -75,7 +126,7 @@ class GymVectorEnv(BatchedEnv):
     measurement on such a machine).
 
     Args:
-        env_id: a registered gymnasium id (``"module:Env-v0"`` imports ``module`` first).
+        env_id: a registered gymnasium id (``"module:Env-v0"`` once ``module`` is imported: :func:`check_env_id`).
         num_envs: N.
         device: where the returned tensors live.
         vectorization: ``"auto"``, ``"sync"`` or ``"async"`` (see above).
@@ -109,7 +160,7 @@ class GymVectorEnv(BatchedEnv):
             **make_kwargs,
         )
         try:
-            low, high = _box_bounds(env_id, self.env.single_action_space)
+            self._action_map = ActionMap(env_id, self.env.single_action_space)
             if not isinstance(self.env.single_observation_space, gym.spaces.Box):
                 raise ValueError(
                     f"{env_id} has observation space {self.env.single_observation_space}; GymVectorEnv needs a Box"
@@ -119,10 +170,6 @@ class GymVectorEnv(BatchedEnv):
             raise
         self.action_dim = int(np.prod(self.env.single_action_space.shape))
         self.observation_dim = int(np.prod(self.env.single_observation_space.shape))
-        self._action_shape = (num_envs, *self.env.single_action_space.shape)
-        self._action_dtype = self.env.single_action_space.dtype
-        self._action_center = ((high + low) / 2).reshape(-1)
-        self._action_half_width = ((high - low) / 2).reshape(-1)
         self._seed = seed
         self._episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
         self._episode_length = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
@@ -142,10 +189,7 @@ class GymVectorEnv(BatchedEnv):
             raise RuntimeError(f"{self.name}: call reset() before the first step()")
         host = action.detach().cpu() if isinstance(action, torch.Tensor) else action
         self.validate_action(host)
-        env_action = self._action_center + self._action_half_width * np.clip(host.double().numpy(), -1.0, 1.0)
-        obs, reward, terminated, truncated, env_info = self.env.step(
-            env_action.astype(self._action_dtype, copy=False).reshape(self._action_shape)
-        )
+        obs, reward, terminated, truncated, env_info = self.env.step(self._action_map(host.double().numpy()))
 
         final_obs = obs
         if "final_obs" in env_info:

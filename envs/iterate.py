@@ -265,6 +265,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         else:
             self._generators = [torch.Generator(device=self.device) for _ in range(num_envs)]
         self._seeded = False
+        self._started = False  # whether reset() drew the first episodes
         self.total_diverged = torch.zeros((), dtype=torch.int64, device=self.device)
         self._allocate()
 
@@ -286,11 +287,17 @@ cannot compute such inner products from element-wise signed logs with any accura
                 generator.seed()
             self._seeded = True
         self._start_episodes(torch.arange(self.num_envs, device=self.device))
+        self._started = True
         return self._observe()
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> StepResult:
-        """One solver iteration in every copy; see the class docstring for rewards, flags and ``info``."""
+        """One solver iteration in every copy; see the class docstring for rewards, flags and ``info``.
+
+        Raises ``RuntimeError`` before the first :meth:`reset`, which draws the problems to iterate on.
+        """
+        if not self._started:
+            raise RuntimeError(f"{self.name}: call reset() before step()")
         self.validate_action(action)
         a = action.to(device=self.device, dtype=self.dtype).clamp(-1.0, 1.0)
         y, x = self._y, self._x

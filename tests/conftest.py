@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
 from amorctl.agents import DirectConfig
-from amorctl.run.config import load_config
 from amorctl.problems import PROBLEMS, Problem, register_problem
+from amorctl.run.config import load_config
 
 # Two shared CPU cores: one intra-op thread per test process avoids oversubscription stalls.
 torch.set_num_threads(1)
@@ -70,3 +73,34 @@ def register(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, type[Problem]], 
         register_problem(name, cls)
 
     return _register
+
+
+@dataclass
+class GymPlugin:
+    """A user's module that registers a gymnasium task: ``env_id`` is ``"<module>:<name>"``."""
+
+    module: str
+    env_id: str
+    marker: Path
+    """Gets one line each time the module's code runs."""
+
+
+@pytest.fixture
+def gym_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GymPlugin]:
+    """A module on ``sys.path``, not imported yet, registering a 5-step Pendulum and recording its imports."""
+    import gymnasium
+
+    module = f"amorctl_test_plugin_{uuid.uuid4().hex[:8]}"
+    name = f"PluginPendulum_{module[-8:]}-v0"
+    marker = tmp_path / "plugin_imports.txt"
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(
+        "import pathlib\n\nimport gymnasium\nfrom gymnasium.envs.classic_control.pendulum import PendulumEnv\n\n"
+        f"with pathlib.Path({str(marker)!r}).open('a') as file:\n    file.write('imported\\n')\n"
+        f"gymnasium.register({name!r}, entry_point=PendulumEnv, max_episode_steps=5)\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    yield GymPlugin(module, f"{module}:{name}", marker)
+    sys.modules.pop(module, None)
+    gymnasium.registry.pop(name, None)

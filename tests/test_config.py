@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amorctl.run.cli import DEFAULT_CONFIG
 from amorctl.agents import DirectConfig
+from amorctl.problems import Problem, Quadratic
+from amorctl.run.cli import DEFAULT_CONFIG
 from amorctl.run.config import load_config, to_yaml
 from amorctl.run.errors import ConfigError
-from amorctl.problems import Problem, Quadratic
 
 
 class NoSolver(Problem):
@@ -108,7 +108,8 @@ def test_regression_needs_a_family_with_a_solver(register):
 
 def test_user_family_kwargs_are_validated(register):
     register("no_solver", NoSolver)
-    assert {"name": "no_solver", "dim": 5}.items() <= load_config(None, ["problem={name: no_solver, dim: 5}"]).problem.items()
+    problem = load_config(None, ["problem={name: no_solver, dim: 5}"]).problem
+    assert {"name": "no_solver", "dim": 5}.items() <= problem.items()
     assert "problem.dim" in config_error(["problem={name: no_solver, dim: five}"])
     assert "problem.size" in config_error(["problem={name: no_solver, size: 5}"])
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from amorctl.run import loop
 from amorctl.agents.td3 import TD3
+from amorctl.run import loop
 from amorctl.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from amorctl.run.cli import train_main
 
@@ -81,6 +81,7 @@ def test_a_pendulum_run_writes_config_events_checkpoints_and_metrics(pendulum_ru
     metrics = json.loads((pendulum_run / "eval" / "metrics.json").read_text())
     assert metrics["step"] == 300 and metrics["stop_reason"] == "total_steps" and metrics["episodes"] == 2
     assert math.isfinite(metrics["mean_return"]) and metrics["mean_length"] == 50
+    assert metrics["seeds"] == [1_000_002, 1_000_003]  # the second evaluation (k = 1) of 2 episodes, seed 0
 
     logged = scalars(pendulum_run)
     assert set(SCALARS) <= set(logged)
@@ -119,11 +120,12 @@ def test_resume_with_the_replay_buffer_equals_the_uninterrupted_run(tmp_path, ca
 
 def test_resume_without_the_replay_buffer_continues(tmp_path, capsys):
     _, resumed = _resume_pair(tmp_path)
-    start = load_checkpoint(resumed / "checkpoints" / "step_000000100.pt")
-    end = load_checkpoint(resumed / "checkpoints" / "step_000000200.pt")
-    assert "replay_buffer" not in end["learner"]["algorithm"]
-    assert end["step"] == 200 and end["learner"]["algorithm"]["num_updates"] == start["learner"]["algorithm"]["num_updates"] + 100
-    assert not torch.equal(start["learner"]["algorithm"]["actor"]["body.0.weight"], end["learner"]["algorithm"]["actor"]["body.0.weight"])
+    start = load_checkpoint(resumed / "checkpoints" / "step_000000100.pt")["learner"]["algorithm"]
+    last = load_checkpoint(resumed / "checkpoints" / "step_000000200.pt")
+    end = last["learner"]["algorithm"]
+    assert "replay_buffer" not in end
+    assert last["step"] == 200 and end["num_updates"] == start["num_updates"] + 100
+    assert not torch.equal(start["actor"]["body.0.weight"], end["actor"]["body.0.weight"])
     assert json.loads((resumed / "eval" / "metrics.json").read_text())["step"] == 200
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import torch
 
-import amorctl.eval.optimizer_comparison
+from amorctl.eval.reports import REPORTS
 from amorctl.run.cli import evaluate_main, train_main
 from amorctl.run.config import load_config
 from amorctl.run.rundir import RunDir
@@ -154,19 +155,41 @@ def test_bad_input_exits_2_with_one_sentence(kind, run_copy, tmp_path, capsys):
     assert not (run_copy / "eval" / "evaluate.json").exists()
 
 
+def test_a_policy_acting_nan_exits_3_with_one_sentence(run_copy, capsys):
+    checkpoint = run_copy / "checkpoints" / "step_000000060.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    for value in state["learner"]["algorithm"]["actor"].values():
+        value.fill_(float("nan"))
+    torch.save(state, checkpoint)
+    assert evaluate(run_copy, "--episodes", "2") == 3
+    message = one_sentence(capsys.readouterr().err)
+    assert "NaN or Inf action at step 0 of the evaluation episode with seed 2000000" in message
+    assert not (run_copy / "eval" / "evaluate.json").exists()
+
+
+def test_a_run_whose_env_id_names_a_module_cannot_import_it(run_copy, gym_plugin, capsys):
+    """Evaluating a run someone sent must not execute their code: module-qualified ids need --import."""
+    config = run_copy / "config.yaml"
+    config.write_text(config.read_text().replace("id: Pendulum-v1", f"id: {gym_plugin.env_id}"))
+    assert gym_plugin.env_id in config.read_text()
+    assert evaluate(run_copy, "--episodes", "1") == 2
+    assert f"pass --import {gym_plugin.module}" in one_sentence(capsys.readouterr().err)
+    assert not gym_plugin.marker.exists() and gym_plugin.module not in sys.modules
+
+
 def test_a_direct_run_shows_its_held_out_metrics(tiny_args, find_runs, capsys):
     assert train_main(["--no-progress", *tiny_args()]) == 0
     (run,) = find_runs()
     capsys.readouterr()
     assert evaluate(run) == 0
     out = capsys.readouterr().out
-    assert "direct amortization run" in out and "relative_gap_mean" in out
+    assert "direct run of a model, not a policy" in out and "relative_gap_mean" in out
     assert not (run / "eval" / "evaluate.json").exists()
 
     (run / "eval" / "metrics.json").unlink()
     assert evaluate(run) == 2
     message = one_sentence(capsys.readouterr().err)
-    assert "direct amortization run" in message and "eval/metrics.json" in message
+    assert "direct run without a readable eval/metrics.json" in message
 
 
 def test_an_iterate_run_is_compared_with_the_baselines(tmp_path, capsys, monkeypatch):
@@ -176,22 +199,22 @@ def test_an_iterate_run_is_compared_with_the_baselines(tmp_path, capsys, monkeyp
     run = train(tmp_path / "runs", config)
     calls = []
 
-    def compare_with_baselines(run_dir, config, agent, output_dir):
-        calls.append((run_dir, config, agent, output_dir))
+    def compare_with_baselines(run_dir, config, policy, output_dir):
+        calls.append((run_dir, config, policy, output_dir))
         return {"ratio": 0.25, "json": output_dir / "optimizer_comparison.json"}
 
-    monkeypatch.setattr(amorctl.eval.optimizer_comparison, "compare_with_baselines", compare_with_baselines)
+    monkeypatch.setitem(REPORTS, "iterate", compare_with_baselines)
     assert evaluate(run, "--episodes", "3") == 0
-    ((run_dir, used_config, agent, output_dir),) = calls
+    ((run_dir, used_config, policy, output_dir),) = calls
     assert run_dir == run and output_dir == run / "eval"
-    assert used_config.env.kind == "iterate" and used_config.td3.buffer_size == 1000  # the run's own config
-    assert agent.num_timesteps == 60 and callable(agent.predict)
+    assert used_config.env.kind == "iterate" and used_config.td3["buffer_size"] == 1000  # the run's own config
+    assert policy.__self__.num_timesteps == 60  # the trained TD3's deterministic predict
     result = json.loads((run / "eval" / "evaluate.json").read_text())
-    assert result["comparison"] == {"ratio": 0.25, "json": str(run / "eval" / "optimizer_comparison.json")}
+    assert result["report"] == {"ratio": 0.25, "json": str(run / "eval" / "optimizer_comparison.json")}
     assert len(result["returns"]) == 3 and all(1 <= length <= 8 for length in result["lengths"])
 
     assert evaluate(run, "--video") == 2
-    assert "gymnasium task" in one_sentence(capsys.readouterr().err)
+    assert "can be filmed" in one_sentence(capsys.readouterr().err)
 
 
 @pytest.fixture(scope="module")

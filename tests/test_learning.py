@@ -8,12 +8,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from amorctl.run.cli import train_main
 from amorctl.eval.direct import ReferenceSet
-from amorctl.problems import Quadratic, make_problem
-from amorctl.run.rundir import RunDir
 from amorctl.models import build_model
+from amorctl.problems import Quadratic, make_problem
+from amorctl.run.cli import train_main
 from amorctl.run.loop import train
+from amorctl.run.rundir import RunDir
 
 QUADRATIC = "problem={name: quadratic, dim: 5, cond_max: 10}"
 LEARN = [

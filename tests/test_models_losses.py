@@ -9,11 +9,10 @@ import sys
 import pytest
 import torch
 
-from amorctl.run.config import load_config
 from amorctl.losses import mixed_loss, objective_loss, regression_loss
-from amorctl.models import FullyAmortizedMLP, TanhBox
+from amorctl.models import FullyAmortizedMLP, TanhBox, build_model
 from amorctl.problems import Problem, make_problem
-from amorctl.models import build_model
+from amorctl.run.config import load_config
 
 
 class Linear(Problem):

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import amorctl.eval.optimizer_comparison as comparison
-from amorctl.run.config import validate_config
 from amorctl.agents import TD3
-from amorctl.envs.kinds import make_env
 from amorctl.envs import IterateEnv
+from amorctl.envs.kinds import make_env
 from amorctl.problems import make_problem
+from amorctl.run.config import validate_config
 
 
 def tiny_config(family: str = "quadratic", **problem):
@@ -44,7 +44,7 @@ def untrained(tmp_path):
 def test_writes_json_png_and_tensorboard_with_documented_keys(untrained):
     config, agent, run_dir = untrained
     out = run_dir / "eval"
-    summary = comparison.compare_with_baselines(run_dir, config, agent, out, num_heldout=16, num_tuning=16)
+    summary = comparison.compare_with_baselines(run_dir, config, agent.predict, out, num_heldout=16, num_tuning=16)
 
     for key in ("final_mean_gap", "final_median_gap", "best_baseline", "ratio", "median_ratio", "iterations",
                 "num_heldout", "heldout_seed", "tuning_seed", "json", "png"):
@@ -92,7 +92,9 @@ def test_baselines_are_tuned_on_contexts_disjoint_from_the_held_out_ones(untrain
 
     monkeypatch.setattr(comparison, "step_size_scores", scores)
     monkeypatch.setattr(comparison, "run_optimizer", run)
-    summary = comparison.compare_with_baselines(run_dir, config, agent, run_dir / "eval", num_heldout=16, num_tuning=16)
+    summary = comparison.compare_with_baselines(
+        run_dir, config, agent.predict, run_dir / "eval", num_heldout=16, num_tuning=16
+    )
 
     assert summary["heldout_seed"] != summary["tuning_seed"]
     # the held-out problems and initial iterates are exactly the environment's for the held-out seed
@@ -110,12 +112,14 @@ def test_baselines_are_tuned_on_contexts_disjoint_from_the_held_out_ones(untrain
 def test_logistic_regression_and_a_non_iterate_run(tmp_path):
     config = tiny_config("logistic_regression")
     agent = TD3(make_env(config.env, 1, torch.device("cpu")), **config.td3, seed=config.seed, device="cpu")
-    summary = comparison.compare_with_baselines(tmp_path, config, agent, tmp_path / "out", num_heldout=8, num_tuning=8)
+    summary = comparison.compare_with_baselines(
+        tmp_path, config, agent.predict, tmp_path / "out", num_heldout=8, num_tuning=8
+    )
     assert summary["family"] == "logistic_regression" and summary["ratio"] >= 0
 
     gym_config = validate_config({"agent": "td3", "env": {"id": "Pendulum-v1"}})
     with pytest.raises(ValueError, match=r"env\.kind: iterate"):
-        comparison.compare_with_baselines(tmp_path, gym_config, agent, tmp_path / "out")
+        comparison.compare_with_baselines(tmp_path, gym_config, agent.predict, tmp_path / "out")
 
 
 def test_iterate_throughput_table_has_both_rows():

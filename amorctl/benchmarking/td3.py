@@ -6,11 +6,12 @@ get the same compute.
 
 Evaluation protocol, shared by both sides of every learning comparison: every ``train.eval_every``
 environment steps of the amorctl config, ``train.eval_episodes`` deterministic episodes on
-``train.eval_envs`` copies of :class:`~amorctl.envs.GymVectorEnv` seeded ``seed + 1_000_000 + i`` for the
-i-th evaluation (amorctl's :func:`amorctl.control.evaluate`, which stable-baselines3's policy goes
-through too); the threshold applies to the mean return. The clock counts training only: evaluation
-time is excluded on both sides. stable-baselines3 trains on :func:`amorctl.envs.gym_adapter.make_gym_env`
-(actions rescaled to [-1, 1], as amorctl's environments do), with the RL Zoo's hyper-parameters.
+``train.eval_envs`` copies of :class:`~amorctl.envs.GymVectorEnv`, the i-th evaluation seeded as training's
+(:func:`amorctl.eval.seeds.periodic_eval_seed`) and played by :func:`amorctl.eval.rollouts.run_episodes`,
+which stable-baselines3's policy goes through too; the threshold applies to the mean return. The clock
+counts training only: evaluation time is excluded on both sides. stable-baselines3 trains on
+:func:`amorctl.envs.gym_adapter.make_gym_env` (actions mapped from [-1, 1] by the same
+:class:`~amorctl.envs.ActionMap` as amorctl's environments), with the RL Zoo's hyper-parameters.
 """
 
 from __future__ import annotations
@@ -228,16 +229,16 @@ def _load(task: str, seed: int, overrides: tuple[str, ...]):
 
 
 def _evaluator(config):
-    from amorctl.control import EVAL_SEED_OFFSET, evaluate, make_env
+    from amorctl.control import make_env
+    from amorctl.eval.rollouts import run_episodes
+    from amorctl.eval.seeds import periodic_eval_seed
 
     eval_env = make_env(config, config.train.eval_envs, torch.device("cpu"))
     count = [0]
 
     def run(policy_predict) -> float:
-        class Agent:
-            predict = staticmethod(policy_predict)
-
-        result = evaluate(Agent, eval_env, config.train.eval_episodes, config.seed + EVAL_SEED_OFFSET + count[0])
+        episodes = config.train.eval_episodes
+        result = run_episodes(policy_predict, eval_env, episodes, periodic_eval_seed(config.seed, count[0], episodes))
         count[0] += 1
         return result["mean_return"]
 

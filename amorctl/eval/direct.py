@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -116,11 +117,12 @@ def evaluate_model(
     return {**metrics, "num_contexts": batch}
 
 
-def format_table(metrics: dict[str, float]) -> str:
-    """A short two-column table of metrics for the terminal."""
-    width = max(len(key) for key in metrics)
+def format_table(metrics: dict[str, Any]) -> str:
+    """A short two-column table of the scalar metrics for the terminal (per-episode lists are left out)."""
+    scalars = {key: value for key, value in metrics.items() if not isinstance(value, (list, tuple, dict))}
+    width = max(len(key) for key in scalars)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
-    for key, value in metrics.items():
+    for key, value in scalars.items():
         text = f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"{key:<{width}}  {text}")
     return "\n".join(lines)

@@ -9,8 +9,8 @@ from the very same initial iterates, each with hyper-parameters tuned on *traini
 - held-out contexts and initial iterates are those an ``IterateEnv`` built from the run's config
   draws after ``reset(seed=config.seed + HELDOUT_SEED_OFFSET)``;
 - tuning contexts and initial iterates come from the same construction with
-  ``reset(seed=config.seed + TUNING_SEED_OFFSET)``, a different seed (TD3's own training episodes
-  are seeded from the learner's random stream, its periodic evaluations from ``seed + 1_000_000 + k``);
+  ``reset(seed=config.seed + TUNING_SEED_OFFSET)``, a different seed (the streams of every evaluation
+  are in :mod:`amorctl.eval.seeds`);
 - a baseline's step size (and, for momentum, its momentum) is the grid point with the lowest mean
   objective after T iterations on the tuning contexts, never diverging there
   (:func:`amorctl.optimizers.step_size_scores`).
@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from amorctl.envs import IterateEnv
+from amorctl.eval.seeds import HELDOUT_SEED_OFFSET, TUNING_SEED_OFFSET
 from amorctl.optimizers import OPTIMIZERS, run_optimizer, step_size_scores
 from amorctl.problems import Problem, make_problem
-
-HELDOUT_SEED_OFFSET = 2_000_000
-"""Held-out contexts are drawn by ``reset(seed=config.seed + HELDOUT_SEED_OFFSET)``."""
-
-TUNING_SEED_OFFSET = 3_000_000
-"""Baselines are tuned on contexts drawn by ``reset(seed=config.seed + TUNING_SEED_OFFSET)``."""
+from amorctl.run.config import resolve_device
 
 REQUIRED_BASELINES = ("gd", "momentum", "adam")
 """The baselines the learned optimizer is compared with in ``ratio`` (the best of them)."""
@@ -56,7 +53,7 @@ POLICY = "policy"
 def compare_with_baselines(
     run_dir: Path,
     config: Any,
-    agent: Any,
+    policy: Callable[[torch.Tensor], torch.Tensor],
     output_dir: Path,
     *,
     num_heldout: int = 512,
@@ -67,8 +64,9 @@ def compare_with_baselines(
 
     Args:
         run_dir: the run folder; TensorBoard scalars go to ``run_dir/events`` (unless ``writer``).
-        config: the run's :class:`~amorctl.run.config.TD3Config`, with ``env.kind == "iterate"``.
-        agent: the trained learner; ``agent.predict(obs)`` gives deterministic actions in [-1, 1].
+        config: the run's config (an off-policy agent's, with ``env.kind == "iterate"``); its ``device``
+            is where the comparison runs.
+        policy: the trained policy: deterministic actions in [-1, 1] for a batch of observations.
         output_dir: where ``optimizer_comparison.json`` and ``optimizer_comparison.png`` are written
             (created if missing).
         num_heldout: held-out problems; num_tuning: problems the baselines are tuned on.
@@ -98,7 +96,7 @@ def compare_with_baselines(
         raise ValueError("compare_with_baselines needs a learned-optimizer run (config env.kind: iterate)")
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    device = getattr(agent, "device", torch.device("cpu"))
+    device = resolve_device(config)
     problem = make_problem(**config.env.problem)
     env_options = dict(config.env.iterate)
     heldout_seed = int(config.seed) + HELDOUT_SEED_OFFSET
@@ -108,7 +106,7 @@ def compare_with_baselines(
     if not env.uses_solver:
         raise ValueError(f"compare_with_baselines needs f*: {type(problem).__name__} has no reference solver")
     horizon = env.max_iterations
-    policy_gaps, policy_diverged, x_test, y0_test, f_star = _policy_gaps(env, agent, heldout_seed)
+    policy_gaps, policy_diverged, x_test, y0_test, f_star = _policy_gaps(env, policy, heldout_seed)
     x_train, y0_train = _draw(problem, num_tuning, device, env_options, tuning_seed)
 
     results: dict[str, dict[str, Any]] = {POLICY: _curves(policy_gaps, policy_diverged, None)}
@@ -159,7 +157,7 @@ def _draw(problem: Problem, count: int, device, env_options: dict[str, Any], see
 
 
 @torch.no_grad()
-def _policy_gaps(env: IterateEnv, agent: Any, seed: int):
+def _policy_gaps(env: IterateEnv, policy: Callable[[torch.Tensor], torch.Tensor], seed: int):
     """Gaps ``(T + 1, N)`` of the policy's iterates; rows that end early keep the gap they reached."""
     obs = env.reset(seed=seed)
     x, y0 = env.contexts, env.iterates
@@ -169,7 +167,7 @@ def _policy_gaps(env: IterateEnv, agent: Any, seed: int):
     active = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
     diverged = torch.zeros_like(active)
     for _ in range(env.max_iterations):
-        action = agent.predict(obs).to(env.device)
+        action = policy(obs).to(env.device)
         obs, _, terminated, truncated, info = env.step(action)
         gap = torch.where(active, info["final_gap"], gap)
         diverged = diverged | (active & info["diverged"])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from amorctl.registry import Registry
 from amorctl.problems.base import Problem, ProblemArgumentError, require
 from amorctl.problems.lasso import Lasso
 from amorctl.problems.logistic_regression import LogisticRegression
 from amorctl.problems.pendulum_mpc import PendulumMPC
 from amorctl.problems.quadratic import Quadratic
 from amorctl.problems.rosenbrock import Rosenbrock
+from amorctl.registry import Registry
 
 PROBLEMS: Registry[type[Problem]] = Registry("problem family", "problem.name")
 for _name, _family in (

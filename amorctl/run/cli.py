@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from amorctl.run.errors import AmorctlError
+from amorctl.run.errors import AmorctlError, ConfigError
 from amorctl.run.plugins import load_plugins
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
@@ -101,7 +101,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                 raise AmorctlError(f"{option} must be at least 1, got {value}")
         load_plugins(args.imports)
         if args.video:
-            from amorctl.eval.policy import default_gl_backend
+            from amorctl.eval.video import default_gl_backend
 
             default_gl_backend()  # before anything imports MuJoCo's renderer
         _evaluate(args)
@@ -117,74 +117,85 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 def _evaluate(args: argparse.Namespace) -> None:
     import json
 
+    from amorctl.envs.kinds import make_env
     from amorctl.eval.direct import format_table
-    from amorctl.eval.policy import (
-        EVALUATE_SEED_OFFSET,
-        EvaluationError,
-        load_policy,
-        locate_run,
-        record_video,
-        run_episodes,
-        write_json,
-    )
+    from amorctl.eval.load import load_run, locate_run
+    from amorctl.eval.reports import REPORTS, VIDEOS, write_json
+    from amorctl.eval.rollouts import run_episodes
+    from amorctl.eval.seeds import EVALUATE_SEED_OFFSET
+    from amorctl.run.errors import EvaluationError
 
     run, checkpoint = locate_run(args.path)
-    config = run.load_config(args.overrides)
-    if config.agent == "direct":
+    try:
+        config = run.load_config(args.overrides)
+    except ConfigError:
+        if args.video:
+            _refuse_broken_renderer()  # building the environment failed, maybe in MuJoCo's renderer setup
+        raise
+    env_section = getattr(config, "env", None)
+    if env_section is None:  # a model of contexts, not a policy: show the held-out metrics it ended with
         path = run.eval / "metrics.json"
         try:
             metrics = json.loads(path.read_text())
         except (OSError, ValueError):
             raise EvaluationError(
-                f"{str(run.root)!r} is a direct amortization run without a readable eval/metrics.json; "
-                "evaluate.py rolls out policies (TD3 runs), and train.py writes a direct run's held-out metrics "
-                "when it ends"
+                f"{str(run.root)!r} is a {config.agent} run without a readable eval/metrics.json; evaluate.py rolls "
+                "out policies, and train.py writes a model's held-out metrics when it ends"
             ) from None
-        print(f"{run.root} is a direct amortization run, not a policy; its held-out metrics ({path}):")
+        print(f"{run.root} is a {config.agent} run of a model, not a policy; its held-out metrics ({path}):")
         print(format_table(metrics))
         return
 
-    if args.video and config.env.kind != "gym":
+    kind = env_section.kind
+    if args.video and kind not in VIDEOS:
         raise EvaluationError(
-            f"--video needs a gymnasium task; env.kind={config.env.kind!r} runs have nothing to render"
+            f"--video needs an environment that can be filmed (env.kind {', '.join(sorted(VIDEOS))}); "
+            f"env.kind={kind!r} runs have nothing to render"
         )
     seed = args.seed if args.seed is not None else config.seed + EVALUATE_SEED_OFFSET
     output = args.output if args.output is not None else run.eval / "evaluate.json"
-    loaded, env = load_policy(run, config, checkpoint, args.num_envs)
+    loaded = load_run(run.root, checkpoint, args.overrides)
+    env = None
     try:
-        result = run_episodes(loaded.act, env, args.episodes, seed)
-        report = {
-            "run": str(run.root),
-            "checkpoint": str(loaded.checkpoint),
-            "step": loaded.step,
-            "env": env.name,
-            "seed": seed,
-            "deterministic": True,
-            **result,
-        }
+        env = make_env(env_section, args.num_envs, loaded.device)
+        result = run_episodes(loaded.policy, env, args.episodes, seed)
+        report = {"run": str(run.root), "checkpoint": str(loaded.checkpoint), "step": loaded.step, "env": env.name,
+                  "seed": seed, "deterministic": True, **result}
         print(f"{loaded.checkpoint} (step {loaded.step}) on {env.name}: "
               f"{args.episodes} deterministic episodes, seeds {seed}..{seed + args.episodes - 1}")
         print(f"return  {result['mean_return']:.2f} ± {result['std_return']:.2f}")
         print(f"length  {result['mean_length']:.1f} ± {result['std_length']:.1f}")
         if args.video:
-            videos = record_video(loaded, output.parent / "videos", seed, args.video_episodes, loaded.checkpoint.stem)
+            videos = VIDEOS[kind](env_section, loaded.policy, output.parent / "videos", seed, args.video_episodes,
+                                  loaded.checkpoint.stem)
             report["videos"] = videos
             for video in videos:
                 print(f"video: {video['path']} ({video['frames']} frames, return {video['return']:.2f})")
-        if config.env.kind == "iterate":
-            # learned optimizers are also compared with the classical solvers on the same problems
-            from amorctl.eval.optimizer_comparison import compare_with_baselines
-
+        if kind in REPORTS:
             try:
-                comparison = compare_with_baselines(run.root, config, loaded.agent, output.parent)
+                extra = REPORTS[kind](run.root, config, loaded.policy, output.parent)
             except (ValueError, RuntimeError) as error:
-                raise EvaluationError(f"cannot compare {str(run.root)!r} with the tuned baselines: {error}") from None
-            report["comparison"] = comparison
-            summary = {key: value for key, value in comparison.items() if isinstance(value, (int, float, str))}
+                raise EvaluationError(f"cannot report on {str(run.root)!r}: {error}") from None
+            report["report"] = extra
+            summary = {key: value for key, value in extra.items() if isinstance(value, int | float | str)}
             if summary:
-                print("learned optimizer vs tuned baselines:")
                 print(format_table(summary))
     finally:
-        env.close()
+        for resource in (env, loaded.learner):
+            if resource is not None:
+                resource.close()
     write_json(output, report)
     print(f"results: {output}")
+
+
+def _refuse_broken_renderer() -> None:
+    """Raise one sentence when MuJoCo cannot even be imported with the ``MUJOCO_GL`` in force."""
+    import os
+
+    from amorctl.eval.video import renderer_trouble
+    from amorctl.run.errors import EvaluationError
+
+    try:
+        import mujoco  # noqa: F401  (MuJoCo reads MUJOCO_GL when it is imported)
+    except Exception as error:
+        raise EvaluationError(renderer_trouble("MuJoCo", os.environ.get("MUJOCO_GL", ""), error)) from None

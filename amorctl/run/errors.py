@@ -17,7 +17,11 @@ class CheckpointError(AmorctlError):
     """A checkpoint or run directory is missing, unreadable or does not match the config."""
 
 
+class EvaluationError(AmorctlError):
+    """A policy cannot be evaluated as asked (wrong kind of run, no checkpoint, no renderer, ...)."""
+
+
 class NonFiniteError(AmorctlError):
-    """A loss or parameter became NaN or infinite during training; the last good checkpoint is kept."""
+    """NaN or Inf in a loss or parameter (training keeps the last good checkpoint) or in an evaluated action."""
 
     exit_code = 3

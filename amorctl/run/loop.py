@@ -149,7 +149,8 @@ def _restore(learner: Learner, run: RunDir, config: RunConfig, schedule: Schedul
         try:
             trained = validate_config(state["config"])
         except ConfigError as error:
-            raise CheckpointError(f"checkpoint {str(path)!r} holds a config that no longer validates: {error}") from None
+            raise CheckpointError(f"checkpoint {str(path)!r} holds a config that no longer validates: {error}") \
+                from None
         allowed = type(trained).RESUMABLE
         for key in changed_keys(config_dict(trained), config_dict(saved)):
             if not any(key == a or (a.endswith(".") and key.startswith(a)) for a in allowed):

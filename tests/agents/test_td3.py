@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from amorctl.agents import TD3, EnsembleCritic, Transitions, clipped_double_q_target, smoothed_target_action
-from amorctl.envs import GymVectorEnv, evaluate_policy
+from amorctl.envs import GymVectorEnv
+from amorctl.eval.rollouts import run_episodes
 
 SMALL = {"hidden_sizes": (32, 32), "batch_size": 32, "buffer_size": 10_000}
 
@@ -79,8 +80,8 @@ def test_learning_smoke():
     assert action.shape == (5, 1) and action.abs().max() <= 1 and not action.requires_grad
     assert torch.equal(action, agent.actor(obs).detach())
     assert not torch.equal(agent.predict(obs, deterministic=False), action)
-    returns, lengths = evaluate_policy(agent.predict, pendulum(), num_episodes=2, seed=0)
-    assert returns.shape == (2,) and torch.equal(lengths, torch.tensor([20, 20]))
+    result = run_episodes(agent.predict, pendulum(), episodes=2, seed=0)
+    assert len(result["returns"]) == 2 and result["lengths"] == [20, 20]
 
 
 def test_policy_delay_and_gradient_steps():
@@ -135,5 +136,5 @@ def test_td3_solves_pendulum():
     agent = TD3(GymVectorEnv("Pendulum-v1"), learning_starts=1000, buffer_size=100_000, seed=0)
     agent.learn(10_000)
     with GymVectorEnv("Pendulum-v1", num_envs=2) as env:
-        returns, _ = evaluate_policy(agent.predict, env, num_episodes=10, seed=123)
-    assert returns.mean() > -400
+        result = run_episodes(agent.predict, env, episodes=10, seed=123)
+    assert result["mean_return"] > -400

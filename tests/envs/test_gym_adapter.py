@@ -1,9 +1,12 @@
+import importlib
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from amorctl.envs import BatchedEnv, GymVectorEnv, evaluate_policy, make_gym_env
+from amorctl.envs import ActionMap, BatchedEnv, GymVectorEnv, check_env_id, make_gym_env
 
 
 def zeros(env: BatchedEnv) -> torch.Tensor:
@@ -116,17 +119,6 @@ def test_non_box_action_space_is_refused():
         GymVectorEnv("CartPole-v1")
 
 
-def test_evaluate_policy_spreads_episodes_and_is_reproducible():
-    def policy(obs: torch.Tensor) -> torch.Tensor:
-        return -obs[:, 2:3].clamp(-1, 1)
-
-    with GymVectorEnv("Pendulum-v1", num_envs=2, max_episode_steps=4) as env:
-        returns, lengths = evaluate_policy(policy, env, num_episodes=3, seed=3)
-        again, _ = evaluate_policy(policy, env, num_episodes=3, seed=3)
-    assert returns.shape == lengths.shape == (3,) and returns.dtype == torch.float32
-    assert torch.equal(lengths, torch.tensor([4, 4, 4])) and torch.equal(returns, again)
-
-
 def test_make_gym_env_rescales_like_the_vector_env():
     env = make_gym_env("Pendulum-v1", max_episode_steps=5)
     assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
@@ -134,3 +126,52 @@ def test_make_gym_env_rescales_like_the_vector_env():
     env.reset(seed=0)
     reference.reset(seed=0)
     np.testing.assert_allclose(env.step(np.array([0.5], np.float32))[0], reference.step(np.array([1.0], np.float32))[0])
+
+
+def test_the_action_map_sends_the_unit_box_onto_the_bounds_and_clips():
+    space = gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 10.0], np.float32))
+    action_map = ActionMap("Box", space)
+    actions = np.array([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0], [0.5, -0.5], [3.0, -7.0]])
+    mapped = action_map(actions)
+    assert mapped.dtype == np.float32 and mapped.shape == (5, 2)
+    np.testing.assert_allclose(mapped, [[-2, 0], [0, 5], [2, 10], [1, 2.5], [2, 0]])
+    assert action_map(np.array([0.5, 0.5])).shape == (2,)  # one flat action
+    with pytest.raises(ValueError, match="unbounded"):
+        ActionMap("Free", gym.spaces.Box(-np.inf, np.inf, (2,)))
+
+
+def test_the_vector_env_and_the_single_env_take_the_same_actions():
+    """Out-of-range actions included: both clip to [-1, 1] before mapping (RescaleAction would not)."""
+    actions = [np.array([0.5]), np.array([-0.25]), np.array([3.0]), np.array([-1.0])]
+    single = make_gym_env("Pendulum-v1", max_episode_steps=10)
+    single.reset(seed=4)
+    with GymVectorEnv("Pendulum-v1", max_episode_steps=10) as vector:
+        vector.reset(seed=4)
+        for action in actions:
+            obs, reward, *_ = single.step(action.astype(np.float32))
+            vector_obs, vector_reward, *_ = vector.step(torch.as_tensor(action, dtype=torch.float32).reshape(1, 1))
+            np.testing.assert_array_equal(vector_obs.numpy()[0], obs)
+            assert float(vector_reward[0]) == np.float32(reward)
+    single.close()
+
+
+def test_a_module_qualified_id_is_refused_and_nothing_imported_unless_imported_first(gym_plugin):
+    sentence = rf"names module '{gym_plugin.module}', which is not imported: pass --import {gym_plugin.module} "
+    for make in (check_env_id, GymVectorEnv, make_gym_env):
+        with pytest.raises(ValueError, match=sentence):
+            make(gym_plugin.env_id)
+    assert gym_plugin.module not in sys.modules and not gym_plugin.marker.exists()
+
+
+def test_once_imported_a_module_qualified_id_works_and_making_it_imports_nothing_new(gym_plugin):
+    importlib.import_module(gym_plugin.module)  # what the CLI's --import does
+    before = set(sys.modules)
+    check_env_id(gym_plugin.env_id)
+    with GymVectorEnv(gym_plugin.env_id, num_envs=2) as env:
+        env.reset(seed=0)
+        for _ in range(5):
+            *_, truncated, _ = env.step(zeros(env))
+    assert truncated.all()  # the plugin's 5-step time limit
+    make_gym_env(gym_plugin.env_id).close()
+    assert set(sys.modules) - before == set()  # gymnasium's import of the module part was a no-op
+    assert gym_plugin.marker.read_text() == "imported\n"  # the module ran once, when imported explicitly

@@ -351,6 +351,16 @@ def test_invalid_options_and_actions_are_rejected():
         env.step(torch.tensor([[0.0, float("nan")], [0.0, 0.0]]))
 
 
+def test_step_before_reset_is_one_sentence_and_changes_nothing():
+    env = quadratic_env(num_envs=2)
+    with pytest.raises(RuntimeError, match=r"^IterateSolvedDiagonalQuadratic: call reset\(\) before step\(\)$"):
+        env.step(torch.zeros(2, env.action_dim))
+    assert int(env.total_diverged) == 0
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step(torch.zeros(2, env.action_dim))
+    assert not terminated.any() and not truncated.any() and torch.equal(info["episode_length"], torch.tensor([1, 1]))
+
+
 # ---------------------------------------------------------------------------------- gymnasium form
 
 

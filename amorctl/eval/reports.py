@@ -1,0 +1,49 @@
+"""What ``scripts/evaluate.py`` adds for some environment kinds, as registries keyed by ``env.kind``.
+
+- :data:`VIDEOS`: kinds that can be filmed (``gym``: MuJoCo and classic-control tasks through
+  :func:`~amorctl.eval.video.record_video`);
+- :data:`REPORTS`: extra reports on a trained policy (``iterate``: the learned optimizer against tuned
+  classical optimizers, :func:`~amorctl.eval.optimizer_comparison.compare_with_baselines`).
+
+A kind of your own registers here from its plugin module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amorctl.eval.optimizer_comparison import compare_with_baselines
+from amorctl.eval.video import record_video
+from amorctl.registry import Registry
+from amorctl.run.atomic import atomic_write_text
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+
+VideoRecorder = Callable[[Any, Policy, Path, int, int, str], list[dict[str, Any]]]
+"""``record(env_section, policy, folder, seed, episodes, name_prefix)`` → one dict per filmed episode."""
+
+Report = Callable[[Path, Any, Policy, Path], dict[str, Any]]
+"""``report(run_root, config, policy, output_dir)`` → a JSON-able summary (files written to ``output_dir``)."""
+
+VIDEOS: Registry[VideoRecorder] = Registry("environment kind that can be filmed", "env.kind")
+REPORTS: Registry[Report] = Registry("environment kind with an evaluation report", "env.kind")
+
+
+def _film_gym(env: Any, policy: Policy, folder: Path, seed: int, episodes: int, prefix: str) -> list[dict[str, Any]]:
+    return record_video(policy, env.id, folder, seed, episodes, prefix, env.max_episode_steps)
+
+
+VIDEOS.register("gym", _film_gym)
+REPORTS.register("iterate", compare_with_baselines)
+
+
+def write_json(path: Path, result: dict[str, Any]) -> Path:
+    """Write ``result`` as indented JSON atomically (creating the folder); values JSON cannot hold become strings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
+    return path
