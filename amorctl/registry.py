@@ -27,6 +27,10 @@ def closest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {' or '.join(map(repr, matches))}?" if matches else ""
 
 
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
 class Registry(dict[str, T], Generic[T]):
     """Names of one kind of thing (``kind``, e.g. "agent") mapped to their entries.
 
@@ -56,6 +60,6 @@ class Registry(dict[str, T], Generic[T]):
             raise UnknownNameError(f"config key {key!r} must be a name, got a {type(name).__name__} ({name!r})")
         raise UnknownNameError(
             f"config key {key!r} is {name!r}, which is not a registered {self.kind}{closest(name, self)}"
-            f" (registered: {', '.join(sorted(self))}; a {self.kind} of your own registers when its module is"
-            " imported with --import MODULE)"
+            f" (registered: {', '.join(sorted(self))}; {_article(self.kind)} {self.kind} of your own registers when"
+            " its module is imported with --import MODULE)"
         )

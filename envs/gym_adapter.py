@@ -37,7 +37,8 @@ def check_env_id(env_id: str) -> None:
     import it with ``--import module``); then ``Env-v0`` must be registered. So a config file, such as
     the ``config.yaml`` of a run someone sent, cannot make evaluation or ``--resume`` execute code: the
     import that :func:`gymnasium.make` and :func:`gymnasium.make_vec` do for such an id is a no-op by
-    the time they run. An unknown id gets the closest registered ids as suggestions.
+    the time they run. An unknown id gets the closest registered ids as suggestions. amorctl's own
+    ids (``amorctl/Quadratic-v0``, ...) are registered here on first use.
     """
     name = env_id
     if ":" in env_id:
@@ -47,6 +48,10 @@ def check_env_id(env_id: str) -> None:
                 f"environment id {env_id!r} names module {module!r}, which is not imported: "
                 f"pass --import {module} to import it and register its environments"
             )
+    if name.startswith("amorctl/"):
+        from amorctl.envs.iterate_gym import register_iterate_envs
+
+        register_iterate_envs()
     if name in gym.registry:
         return
     matches = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.6)

@@ -1,7 +1,9 @@
 """The single-instance gymnasium form of :class:`~amorctl.envs.iterate.IterateEnv`, and its registered ids.
 
-After ``import amorctl`` (or ``import amorctl.envs``)::
+After one explicit registration (importing amorctl registers nothing with gymnasium)::
 
+    import amorctl.envs
+    amorctl.envs.register_iterate_envs()
     env = gymnasium.make("amorctl/Quadratic-v0", max_iterations=50, reward="log_gap",
                          problem_kwargs={"dim": 5})
 
@@ -132,6 +134,3 @@ def register_iterate_envs() -> None:
                 kwargs={"problem": family},
                 max_episode_steps=DEFAULT_MAX_ITERATIONS,
             )
-
-
-register_iterate_envs()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from amorctl.envs import ITERATE_ENV_IDS, IterateEnv, IterateGymEnv
+from amorctl.envs import ITERATE_ENV_IDS, IterateEnv, IterateGymEnv, register_iterate_envs
 from amorctl.envs.iterate import signed_log
 from amorctl.problems import Lasso, PendulumMPC, Problem, Quadratic, Rosenbrock
 
@@ -367,6 +367,11 @@ def test_step_before_reset_is_one_sentence_and_changes_nothing():
 KNOWN_CHECKER_WARNINGS = ("is different from the unwrapped version",)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _gymnasium_ids():
+    register_iterate_envs()
+
+
 @pytest.mark.parametrize("env_id", list(ITERATE_ENV_IDS))
 def test_check_env_passes_for_every_registered_id(env_id):
     from gymnasium.utils.env_checker import check_env
@@ -397,8 +402,13 @@ def test_gym_env_errors_and_kwargs_forwarding():
         raw.step(np.zeros(5, dtype=np.float32))
 
 
-def test_registration_needs_only_import_amorctl():
-    code = "import amorctl, gymnasium; gymnasium.make('amorctl/Lasso-v0').reset(seed=0)"
+def test_importing_amorctl_registers_nothing_and_one_call_registers_the_ids():
+    code = (
+        "import gymnasium, amorctl, amorctl.envs, amorctl.agents, amorctl.run.config\n"
+        "assert not [i for i in gymnasium.registry if i.startswith('amorctl/')]\n"
+        "amorctl.envs.register_iterate_envs()\n"
+        "gymnasium.make('amorctl/Lasso-v0').reset(seed=0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
