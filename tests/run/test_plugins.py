@@ -54,8 +54,8 @@ def test_a_plugin_agent_and_family_train_through_the_script(tmp_path):
     assert metrics["step"] == 200 and metrics["distance"] < 1.0
 
     done = script("--import", str(PLUGIN), "problem={name: shifted_sphere, dim: 4}", "model.hidden_sizes=[32]",
-                  "train.steps=300", "train.lr=0.01", "train.batch_size=64", "eval.num_contexts=64", "eval.timing_repeats=1",
-                  "name=sphere", f"runs_dir={runs_dir}", "device=cpu")
+                  "train.steps=300", "train.lr=0.01", "train.batch_size=64", "eval.num_contexts=64",
+                  "eval.timing_repeats=1", "name=sphere", f"runs_dir={runs_dir}", "device=cpu")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((only_run(runs_dir, "sphere") / "eval" / "metrics.json").read_text())
     assert math.isfinite(metrics["relative_gap_mean"]) and metrics["relative_gap_mean"] < 0.1
