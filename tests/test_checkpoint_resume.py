@@ -8,12 +8,13 @@ import pytest
 import torch
 import yaml
 
+from amorctl.agents import parameters_of
 from amorctl.models import FullyAmortizedMLP
 from amorctl.problems import Quadratic
 from amorctl.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from amorctl.run.cli import train_main
 from amorctl.run.errors import CheckpointError, NonFiniteError
-from amorctl.run.finite import check_finite, parameters_of
+from amorctl.run.finite import check_finite
 
 
 class NaNAfter(Quadratic):

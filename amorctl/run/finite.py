@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from amorctl.run.errors import NonFiniteError
-
-
-def parameters_of(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
-    """``module``'s parameters under the names a NaN report uses: ``parameter '<prefix><name>'``."""
-    return {f"parameter '{prefix}{name}'": parameter for name, parameter in module.named_parameters()}
 
 
 def check_finite(quantities: dict[str, torch.Tensor], step: int, last_checkpoint: Path | None) -> None:
