@@ -22,6 +22,44 @@ def make_actor(observation_dim: int, action_dim: int, hidden_sizes: Sequence[int
     return FullyAmortizedMLP(observation_dim, action_dim, hidden_sizes, "relu", TanhBox(-1.0, 1.0))
 
 
+LOG_STD_BOUNDS = (-20.0, 2.0)
+"""log σ of the Gaussian actor is clamped to this range (as stable-baselines3 and CleanRL do)."""
+
+
+class SquashedGaussianActor(nn.Module):
+    """π(a|s) = tanh(𝒩(μθ(s), σθ(s)²)): a stochastic policy on the box [-1, 1] (SAC).
+
+    The model outputs the parameters of a distribution over the domain (the stochastic domain of the
+    tutorial's §2.3.1) and the tanh projects samples onto the box (Definition 4); the log-probability
+    carries the change-of-variables correction of the tanh.
+    """
+
+    def __init__(self, observation_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = observation_dim
+        for hidden in hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.trunk = nn.Sequential(*layers)
+        self.mean = nn.Linear(width, action_dim)
+        self.log_std = nn.Linear(width, action_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action tanh(μθ(s))."""
+        return torch.tanh(self.mean(self.trunk(obs)))
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample a = tanh(μ + σ ε) for standard normal ``noise`` ε, and log π(a|s)."""
+        features = self.trunk(obs)
+        mean, log_std = self.mean(features), self.log_std(features).clamp(*LOG_STD_BOUNDS)
+        u = mean + log_std.exp() * noise
+        gaussian = (-0.5 * noise.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log |d tanh(u)/du| = log(1 − tanh²u) = 2 (log 2 − u − softplus(−2u)), stable for large |u|
+        correction = (2 * (math.log(2.0) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), gaussian - correction
+
+
 class EnsembleLinear(nn.Module):
     """``num_members`` independent linear layers applied in one ``torch.baddbmm``.
 

@@ -35,6 +35,8 @@ FiniteFloat = Annotated[float, AllowInfNan(False)]
 PositiveFloat = Annotated[float, AllowInfNan(False), Gt(0)]
 NonNegativeFloat = Annotated[float, AllowInfNan(False), Ge(0)]
 UnitFloat = Annotated[float, AllowInfNan(False), Ge(0), Le(1)]
+Tau = Annotated[float, AllowInfNan(False), Gt(0), Le(1)]
+"""A Polyak rate in (0, 1]."""
 PositiveInt = Annotated[int, Gt(0)]
 NonNegativeInt = Annotated[int, Ge(0)]
 Seed = Annotated[int, Ge(0), Lt(2**32)]
