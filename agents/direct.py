@@ -106,7 +106,7 @@ class DirectConfig(RunConfig):
             raise ConfigError(f"config key 'model': {error}") from None
         widths = problem.context_dim + problem.solution_dim
         check_memory({
-            "the model (model.*)": 4 * weights,  # parameters, gradients and two Adam moments
+            "the model (model.hidden_sizes, for the problem's dimensions)": 4 * weights,  # with gradients, Adam
             "the training batch (train.batch_size)": 4 * 4 * self.train.batch_size * widths,
             "the held-out set (eval.num_contexts)": 4 * 4 * self.eval.num_contexts * widths,
         }, self.device)

@@ -28,7 +28,8 @@ from amorctl.agents.networks import EnsembleCritic, make_actor
 from amorctl.agents.off_policy import OffPolicyLearner, OffPolicyTrainConfig
 from amorctl.agents.replay_buffer import ReplayBuffer, Transitions
 from amorctl.envs import BatchedEnv
-from amorctl.envs.kinds import env_dims, make_env, validate_env_section
+from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_section
+from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     FiniteFloat,
     NonNegativeFloat,
@@ -386,10 +387,18 @@ class TD3Config(RunConfig):
         self.env = validate_env_section(self.env)
         schema = constructor_schema(TD3, skip=("env", "seed", "device"), name="TD3Params")
         self.td3 = validate_section(schema, self.td3, "td3").model_dump()
+        if self.td3["buffer_size"] < self.env.num_envs:
+            raise ConfigError(
+                f"config key 'td3.buffer_size' must hold one step of all env.num_envs={self.env.num_envs} copies,"
+                f" got {self.td3['buffer_size']}"
+            )
         observation_dim, action_dim = env_dims(self.env)
         networks = parameter_bytes(lambda: make_actor(observation_dim, action_dim, self.td3["hidden_sizes"]))
         networks += parameter_bytes(lambda: EnsembleCritic(observation_dim, action_dim, self.td3["hidden_sizes"]))
+        copy = sum(copy_memory(self.env).values())
         check_memory({
+            "the training copies (env.num_envs)": copy * self.env.num_envs,
+            "the evaluation copies (train.eval_envs)": copy * self.train.eval_envs,
             "the replay buffer (td3.buffer_size)": 4 * self.td3["buffer_size"] * (2 * observation_dim + action_dim + 2),
             "the networks (td3.hidden_sizes)": 5 * networks,  # with targets, gradients and Adam's two moments
             "a batch (td3.batch_size)": 4 * 8 * self.td3["batch_size"] * max(self.td3["hidden_sizes"], default=1),

@@ -12,6 +12,7 @@ booleans are never read as numbers (checked by the run layer on the raw input).
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import os
 import re
@@ -128,8 +129,8 @@ def constructor_schema(
     """A pydantic model of the keyword arguments of a class's ``__init__`` (or a function) but ``skip``.
 
     Unknown keys are forbidden; defaults are the signature's; a parameter without a default is
-    required. A plain ``float`` annotation refuses NaN and ±inf (``Annotated`` ones keep their own
-    constraints).
+    required. A ``float`` annotation refuses NaN and ±inf unless it is ``Annotated`` with ``AllowInfNan(True)``;
+    a ``Sequence[X]`` is read as ``list[X]``; defaults are validated like given values.
     """
     function = target.__init__ if isinstance(target, type) else target
     hints = typing.get_type_hints(function, include_extras=True)
@@ -140,19 +141,39 @@ def constructor_schema(
         hint = _finite(hints.get(parameter_name, Any))
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter_name] = (hint, default)
-    return pydantic.create_model(name or f"{target.__name__}Config", __base__=Section, **fields)
+    return pydantic.create_model(name or f"{target.__name__}Config", __base__=_ConstructorSection, **fields)
+
+
+class _ConstructorSection(Section):
+    """Base of :func:`constructor_schema`'s models: defaults are validated too, so a default and the same value
+    read back from ``config.yaml`` are the same Python value (a ``(256, 256)`` default becomes ``[256, 256]``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 def _finite(hint: Any) -> Any:
-    """``float`` → a float that refuses NaN and ±inf, also inside unions, tuples and lists."""
+    """``float`` → a float that refuses NaN and ±inf, also inside ``Annotated`` (unless it says ``AllowInfNan``),
+    unions, tuples, lists and sequences."""
     if hint is float:
         return FiniteFloat
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is None or origin is Annotated or origin is Literal or not args:
+    if origin is Annotated:
+        base, *metadata = args
+        if any(isinstance(item, AllowInfNan) for item in metadata):
+            return hint
+        if base is float:
+            return Annotated[(float, AllowInfNan(False), *metadata)]
+        inner = _finite(base)
+        return hint if inner is base else Annotated[(inner, *metadata)]
+    if origin is None or origin is Literal or not args:
         return hint
     if origin in (typing.Union, types.UnionType):
         return typing.Union[tuple(_finite(arg) for arg in args)]  # noqa: UP007 (built from a tuple)
-    return origin[tuple(_finite(arg) for arg in args)] if origin in (tuple, list) else hint
+    if origin in (tuple, list):
+        return origin[tuple(_finite(arg) if arg is not Ellipsis else arg for arg in args)]
+    if origin is collections.abc.Sequence:  # a list, whatever sequence came in (or is the default), so that
+        return list[_finite(args[0])]  # a default tuple and the list read back from config.yaml compare equal
+    return hint
 
 
 def available_memory(device: str) -> int:
@@ -197,17 +218,38 @@ def validate_problem_section(section: Any, prefix: str = "problem", default: str
     except KeyError as error:
         raise ConfigError(str(error)) from None
     kwargs = {key: value for key, value in section.items() if key != "name"}
+    schema = constructor_schema(family)
     try:
-        checked = constructor_schema(family).model_validate(kwargs).model_dump()
+        checked = schema.model_validate(kwargs).model_dump()
     except pydantic.ValidationError as error:
+        error._amorctl_model = schema  # type: ignore[attr-defined]  (for "did you mean" on unknown keys)
         raise ConfigError(describe(error, prefix=prefix)) from None
+    try:
+        memory = family.memory_bytes(**checked)
+    except ProblemArgumentError as error:
+        raise _argument_error(error, prefix) from None
+    check_memory({f"{prefix}.{key}": size for key, size in memory.items()}, "cpu")
     try:
         family(**checked)
     except ProblemArgumentError as error:
+        raise _argument_error(error, prefix) from None
+    except (RuntimeError, MemoryError, OverflowError) as error:
         raise ConfigError(
-            f"config key '{prefix}.{error.argument}' must be {error.expected}, got {error.value!r}"
+            f"config key {prefix!r} names a {section['name']} problem that cannot be built on this machine"
+            f" ({type(error).__name__}: {_first_line(error)})"
         ) from None
     return {"name": section["name"], **checked}
+
+
+def _argument_error(error: ProblemArgumentError, prefix: str) -> ConfigError:
+    """The config error of an impossible constructor argument, named as the config key ``<prefix>.<argument>``."""
+    return ConfigError(f"config key '{prefix}.{error.argument}' must be {error.expected}, got {error.value!r}")
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an exception's message, without a trailing period (to fit inside one sentence)."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__).rstrip(".")
 
 
 def describe(error: pydantic.ValidationError, prefix: str = "") -> str:

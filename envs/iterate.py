@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge, Gt
+from pydantic import AllowInfNan
 
 from amorctl.envs.base import BatchedEnv, StepResult
-from amorctl.problems.base import Problem
+from amorctl.problems.base import Problem, ProblemArgumentError
 
 ActionMode = Literal["update", "step_size"]
 RewardMode = Literal["improvement", "log_gap", "objective", "per_step"]
 Convergence = Literal["gradient", "gap"]
 Seeding = Literal["shared", "per_row"]
 InitSpec = Literal["zeros", "random"] | Callable[[torch.Tensor], torch.Tensor]
+Block = Literal["iterate", "gradient", "objective", "stationarity", "budget", "update_history",
+                "gradient_history", "secant", "context"]
+_PositiveInt = Annotated[int, Gt(0)]
+_NonNegativeInt = Annotated[int, Ge(0)]
+_Positive = Annotated[float, Gt(0)]
+"""A positive float; a config refuses NaN and ±inf for it (the schema's convention for floats)."""
+_NonNegative = Annotated[float, Ge(0)]
 
 OMITTABLE_BLOCKS = ("iterate", "gradient", "objective", "stationarity", "budget", "update_history",
                     "gradient_history", "secant", "context")
@@ -158,24 +167,24 @@ cannot compute such inner products from element-wise signed logs with any accura
         problem: Problem,
         num_envs: int = 1,
         *,
-        max_iterations: int = 50,
-        history: int = 3,
+        max_iterations: _PositiveInt = 50,
+        history: _NonNegativeInt = 3,
         action: ActionMode = "update",
-        action_scale: float = 0.1,
+        action_scale: _Positive = 0.1,
         update_scaling: Literal["fixed", "gradient"] = "fixed",
-        step_size_range: tuple[float, float] = (1e-4, 10.0),
+        step_size_range: tuple[_Positive, _Positive] = (1e-4, 10.0),
         reward: RewardMode = "improvement",
         convergence: Convergence = "gradient",
-        tolerance: float = 1e-4,
+        tolerance: _NonNegative = 1e-4,
         init: InitSpec = "zeros",
-        init_scale: float = 1.0,
+        init_scale: _NonNegative = 1.0,
         include_context: bool = False,
         secant_features: bool = False,
-        omit_blocks: tuple[str, ...] = (),
+        omit_blocks: tuple[Block, ...] = (),
         solve: bool | None = None,
-        gap_floor: float = 1e-6,
-        divergence_threshold: float = 1e6,
-        divergence_penalty: float | None = None,
+        gap_floor: _Positive = 1e-6,
+        divergence_threshold: Annotated[float, Gt(0), AllowInfNan(True)] = 1e6,
+        divergence_penalty: _NonNegative | None = None,
         seeding: Seeding = "shared",
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
@@ -192,10 +201,10 @@ cannot compute such inner products from element-wise signed logs with any accura
                max_iterations)
         _check(isinstance(history, int) and history >= 0, "history", "a non-negative integer", history)
         _check(action in ("update", "step_size"), "action", "'update' or 'step_size'", action)
-        _check(action_scale > 0, "action_scale", "a positive number", action_scale)
+        _check(0 < action_scale < math.inf, "action_scale", "a positive finite number", action_scale)
         _check(update_scaling in ("fixed", "gradient"), "update_scaling", "'fixed' or 'gradient'", update_scaling)
-        _check(len(step_size_range) == 2 and 0 < step_size_range[0] <= step_size_range[1], "step_size_range",
-               "(alpha_min, alpha_max) with 0 < alpha_min <= alpha_max", step_size_range)
+        _check(len(step_size_range) == 2 and 0 < step_size_range[0] <= step_size_range[1] < math.inf,
+               "step_size_range", "(alpha_min, alpha_max) with 0 < alpha_min <= alpha_max < inf", step_size_range)
         _check(reward in ("improvement", "log_gap", "objective", "per_step"), "reward",
                "'improvement', 'log_gap', 'objective' or 'per_step'", reward)
         _check(convergence in ("gradient", "gap"), "convergence", "'gradient' or 'gap'", convergence)
@@ -204,7 +213,8 @@ cannot compute such inner products from element-wise signed logs with any accura
                "'zeros', 'random' or a callable mapping contexts to initial iterates", init)
         _check(init_scale >= 0, "init_scale", "a non-negative number", init_scale)
         _check(gap_floor > 0, "gap_floor", "a positive number", gap_floor)
-        _check(divergence_threshold > 0, "divergence_threshold", "a positive number", divergence_threshold)
+        _check(divergence_threshold > 0, "divergence_threshold", "a positive number or inf (never by size)",
+               divergence_threshold)
         _check(divergence_penalty is None or divergence_penalty >= 0, "divergence_penalty",
                "a non-negative number or None", divergence_penalty)
         omit_blocks = tuple(omit_blocks)
@@ -519,5 +529,6 @@ def _secant(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def _check(condition: bool, argument: str, expected: str, value: object) -> None:
+    """Raise :class:`~amorctl.problems.ProblemArgumentError` (a ``ValueError`` naming the argument) unless true."""
     if not condition:
-        raise ValueError(f"IterateEnv: {argument} must be {expected}, got {value!r}")
+        raise ProblemArgumentError(argument, expected, value)

@@ -18,10 +18,17 @@ from pydantic import Field, field_validator, model_validator
 from amorctl.envs.base import BatchedEnv
 from amorctl.envs.gym_adapter import GymVectorEnv, Vectorization, check_env_id
 from amorctl.envs.iterate import IterateEnv
-from amorctl.problems import make_problem
+from amorctl.problems import ProblemArgumentError, make_problem
 from amorctl.registry import Registry
 from amorctl.run.errors import ConfigError
-from amorctl.schema import PositiveInt, Section, constructor_schema, validate_problem_section, validate_section
+from amorctl.schema import (
+    PositiveInt,
+    Section,
+    check_memory,
+    constructor_schema,
+    validate_problem_section,
+    validate_section,
+)
 
 
 @dataclass(frozen=True)
@@ -30,14 +37,32 @@ class EnvKind:
 
     schema: type[Section]
     make: Callable[[Any, int, torch.device], BatchedEnv]
+    memory: Callable[[Any], dict[str, int]] | None = None
+    """Bytes one copy needs, by what drives them (``{"what (config key)": bytes}``), estimated before any
+    copy is built; ``None`` when unknown."""
 
 
 ENV_KINDS: Registry[EnvKind] = Registry("environment kind", "env.kind")
 
 
-def register_env_kind(name: str, schema: type[Section], make: Callable[[Any, int, torch.device], BatchedEnv]) -> None:
-    """Make an environment kind available to configs as ``env.kind: <name>``."""
-    ENV_KINDS.register(name, EnvKind(schema, make))
+def register_env_kind(
+    name: str,
+    schema: type[Section],
+    make: Callable[[Any, int, torch.device], BatchedEnv],
+    memory: Callable[[Any], dict[str, int]] | None = None,
+) -> None:
+    """Make an environment kind available to configs as ``env.kind: <name>``.
+
+    ``memory(section)`` estimates the bytes of one copy (by what drives them), so that a config asking for
+    more copies than fit is refused before anything is built.
+    """
+    ENV_KINDS.register(name, EnvKind(schema, make, memory))
+
+
+def copy_memory(section: Section) -> dict[str, int]:
+    """The estimated bytes of one copy of the environment a validated ``env`` section describes."""
+    memory = ENV_KINDS[section.kind].memory
+    return memory(section) if memory is not None else {}
 
 
 def validate_env_section(raw: Any, default_kind: str = "gym") -> Section:
@@ -63,11 +88,18 @@ def validate_env_section(raw: Any, default_kind: str = "gym") -> Section:
                     f"config key 'env.{key}' applies to env.kind={' or '.join(owners)}, not {raw['kind']}"
                 )
     section = validate_section(kind.schema, raw, "env")
+    check_memory(copy_memory(section), "cpu")
     env = None
     try:
         env = kind.make(section, 1, torch.device("cpu"))
     except ValueError as error:
-        raise ConfigError(f"config key 'env': {error}") from None
+        raise ConfigError(f"config key 'env': {str(error).rstrip('.')}") from None
+    except (RuntimeError, MemoryError, OverflowError) as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"config key 'env' describes an environment that cannot be built on this machine"
+            f" ({type(error).__name__}: {text.rstrip('.')})"
+        ) from None
     finally:
         if env is not None:
             env.close()
@@ -105,6 +137,15 @@ class GymEnvConfig(Section):
         return env_id
 
 
+GYM_COPY_BYTES = 2**20
+"""A rough upper estimate of one gymnasium copy (its Python objects; a MuJoCo model and data), for refusing
+impossible ``env.num_envs`` before any copy is made."""
+
+
+def gym_memory(section: GymEnvConfig) -> dict[str, int]:
+    return {"a gymnasium copy (env.id)": GYM_COPY_BYTES}
+
+
 def make_gym(section: GymEnvConfig, num_envs: int, device: torch.device) -> GymVectorEnv:
     extra = {"max_episode_steps": section.max_episode_steps} if section.max_episode_steps else {}
     return GymVectorEnv(section.id, num_envs, device, section.vectorization, **extra)
@@ -127,9 +168,27 @@ class IterateEnvConfig(Section):
         return self
 
 
+def iterate_memory(section: IterateEnvConfig) -> dict[str, int]:
+    """One copy's float32 state: iterate, gradient, their histories, context, observations (with scratch)."""
+    problem = make_problem(**section.problem)
+    n, m = problem.solution_dim, problem.context_dim
+    history = section.iterate["history"]
+    return {
+        "the iterate history (env.iterate.history)": 3 * 4 * 2 * history * n,
+        "the problem's iterate and context (env.problem.*)": 3 * 4 * (8 * n + 2 * m + 8),
+    }
+
+
 def make_iterate(section: IterateEnvConfig, num_envs: int, device: torch.device) -> IterateEnv:
-    return IterateEnv(make_problem(**section.problem), num_envs, device=device, **section.iterate)
+    try:
+        return IterateEnv(make_problem(**section.problem), num_envs, device=device, **section.iterate)
+    except ProblemArgumentError as error:
+        raise ConfigError(
+            f"config key 'env.iterate.{error.argument}' must be {error.expected}, got {error.value!r}"
+        ) from None
+    except ValueError as error:
+        raise ConfigError(f"config key 'env.iterate': {str(error).rstrip('.')}") from None
 
 
-register_env_kind("gym", GymEnvConfig, make_gym)
-register_env_kind("iterate", IterateEnvConfig, make_iterate)
+register_env_kind("gym", GymEnvConfig, make_gym, gym_memory)
+register_env_kind("iterate", IterateEnvConfig, make_iterate, iterate_memory)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amorctl.problems.base import Problem, ProblemArgumentError, require
+from amorctl.problems.base import Problem, ProblemArgumentError, ProblemSeed, require
 from amorctl.problems.lasso import Lasso
 from amorctl.problems.logistic_regression import LogisticRegression
 from amorctl.problems.pendulum_mpc import PendulumMPC
@@ -40,6 +40,7 @@ __all__ = [
     "PendulumMPC",
     "Problem",
     "ProblemArgumentError",
+    "ProblemSeed",
     "Quadratic",
     "Rosenbrock",
     "make_problem",

@@ -12,8 +12,13 @@ A new family needs nothing but a subclass that implements :meth:`Problem.sample_
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Lt
+
+ProblemSeed = Annotated[int, Ge(0), Lt(2**63)]
+"""A family's own seed (of data drawn once, e.g. a dictionary): non-negative, below 2⁶³ as torch's generators need."""
 
 
 class Problem(ABC):
@@ -58,6 +63,15 @@ class Problem(ABC):
         the objective loss (eq. 2.10) still trains on them, the regression loss (eq. 2.9) does not.
         """
         raise NotImplementedError(f"{type(self).__name__} has no reference solver")
+
+    @classmethod
+    def memory_bytes(cls, **kwargs) -> dict[str, int]:
+        """Bytes that building the family with ``kwargs`` allocates, by the constructor argument that drives them.
+
+        Checked against the free memory before the family is built (so an impossible size is one sentence,
+        not a crash); families that allocate next to nothing keep the default, ``{}``.
+        """
+        return {}
 
     def gradient(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """∇_y f(y; x) for a batch, ``(B, solution_dim)``, computed with torch.func."""

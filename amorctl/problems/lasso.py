@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from amorctl.problems.base import Problem, require
+from amorctl.problems.base import Problem, ProblemSeed, require
 
 
 class Lasso(Problem):
@@ -63,7 +63,7 @@ class Lasso(Problem):
         l1: float = 0.1,
         noise_std: float = 0.01,
         dictionary_type: Literal["gaussian", "orthogonal"] = "gaussian",
-        seed: int = 0,
+        seed: ProblemSeed = 0,
     ):
         require(signal_dim >= 1, "signal_dim", "a positive integer", signal_dim)
         require(code_dim >= 1, "code_dim", "a positive integer", code_dim)
@@ -88,6 +88,11 @@ class Lasso(Problem):
             dictionary = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
         self.dictionary: torch.Tensor = dictionary
         self.lipschitz: float = float(torch.linalg.matrix_norm(dictionary, ord=2)) ** 2
+
+    @classmethod
+    def memory_bytes(cls, *, signal_dim: int = 20, code_dim: int = 50, **kwargs) -> dict[str, int]:
+        """The dictionary: a signal_dim × code_dim float64 matrix, its normalisation or QR, and its norm's SVD."""
+        return {"code_dim" if code_dim >= signal_dim else "signal_dim": 4 * 8 * signal_dim * code_dim}
 
     def sample_contexts(
         self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"

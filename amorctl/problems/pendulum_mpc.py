@@ -60,9 +60,9 @@ class PendulumMPC(Problem):
         solver_iterations: int = 500,
     ):
         require(horizon >= 1, "horizon", "a positive integer", horizon)
-        require(dt > 0, "dt", "a positive number", dt)
-        require(max_torque > 0, "max_torque", "a positive number", max_torque)
-        require(gravity >= 0, "gravity", "non-negative", gravity)
+        require(0 < dt < math.inf, "dt", "a positive finite number", dt)
+        require(0 < max_torque < math.inf, "max_torque", "a positive finite number", max_torque)
+        require(0 <= gravity < math.inf, "gravity", "non-negative and finite", gravity)
         require(damping >= 0, "damping", "non-negative", damping)
         require(0 < angle_range < math.pi, "angle_range", "in (0, π)", angle_range)
         require(velocity_range >= 0, "velocity_range", "non-negative", velocity_range)

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from amorctl.problems.base import Problem, require
+from amorctl.problems.base import Problem, ProblemSeed, require
 
 
 def _random_rotation(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -46,7 +46,7 @@ class Quadratic(Problem):
         cond_min: float = 1.0,
         cond_max: float = 100.0,
         encoding: Literal["eigen", "full"] = "eigen",
-        seed: int = 0,
+        seed: ProblemSeed = 0,
     ):
         require(dim >= 2, "dim", "an integer >= 2 (a condition number needs two eigenvalues)", dim)
         require(cond_min >= 1.0, "cond_min", "a condition number >= 1", cond_min)
@@ -56,6 +56,11 @@ class Quadratic(Problem):
         self.solution_dim = dim
         self.context_dim = 2 * dim if encoding == "eigen" else dim * (dim + 1) // 2 + dim
         self._basis = _random_rotation((dim, dim), torch.Generator().manual_seed(seed), torch.float64)
+
+    @classmethod
+    def memory_bytes(cls, *, dim: int = 10, **kwargs) -> dict[str, int]:
+        """The random rotation: a dim × dim float64 matrix and its QR factorisation's workspace."""
+        return {"dim": 3 * 8 * dim * dim}
 
     def sample_contexts(
         self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"

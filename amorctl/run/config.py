@@ -69,7 +69,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         line = f" at line {where.line + 1}" if where is not None else ""
         raise ConfigError(f"config file {str(path)!r} is not valid YAML{line}") from None
     if raw is None:
-        return {}
+        raise ConfigError(f"config file {str(path)!r} is empty; give settings, or leave --config out for the defaults")
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, not a {type(raw).__name__}")
     return raw
@@ -166,7 +166,8 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def _refuse_coerced_booleans(raw: Any, resolved: Any, prefix: str = "") -> None:
-    """A ``true``/``false`` given where a number is expected is an error, not 1/0 (pydantic's lax mode)."""
+    """A ``true``/``false`` given where a number is expected is an error, not 1/0 (pydantic's lax mode); so is
+    a number or a string (``1``, ``'yes'``) given where ``true``/``false`` is expected."""
     if isinstance(raw, dict) and isinstance(resolved, dict):
         for key, value in raw.items():
             if key in resolved:
@@ -176,3 +177,5 @@ def _refuse_coerced_booleans(raw: Any, resolved: Any, prefix: str = "") -> None:
             _refuse_coerced_booleans(value, out, f"{prefix}{index}.")
     elif isinstance(raw, bool) and not isinstance(resolved, bool):
         raise ConfigError(f"config key {prefix.rstrip('.')!r} must be a number, got {raw!r}")
+    elif isinstance(resolved, bool) and not isinstance(raw, bool):
+        raise ConfigError(f"config key {prefix.rstrip('.')!r} must be true or false, got {raw!r}")
