@@ -1,28 +1,36 @@
 """Learners, installed as ``amorctl.agents``: the learner protocol, the agent registry and the agents.
 
-Importing this package registers the shipped agents (``direct``, ``td3``).
+Importing this package registers the shipped agents (``direct``, ``td3``, ``ddpg``, ``sac``).
 """
 
 from __future__ import annotations
 
 from amorctl.agents.base import AGENTS, AgentSpec, Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.agents.ddpg import DDPG, DDPGConfig
 from amorctl.agents.direct import DirectAmortization, DirectConfig
 from amorctl.agents.networks import EnsembleCritic, EnsembleLinear, make_actor
 from amorctl.agents.off_policy import OffPolicyLearner
+from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm, polyak_update
 from amorctl.agents.replay_buffer import ReplayBuffer, Transitions
-from amorctl.agents.td3 import TD3, TD3Config, clipped_double_q_target, polyak_update, smoothed_target_action
+from amorctl.agents.sac import SAC, SACConfig
+from amorctl.agents.td3 import TD3, TD3Config, clipped_double_q_target, smoothed_target_action
 
 __all__ = [
     "AGENTS",
+    "DDPG",
+    "SAC",
     "TD3",
     "AgentSpec",
+    "DDPGConfig",
     "DirectAmortization",
     "DirectConfig",
     "EnsembleCritic",
     "EnsembleLinear",
     "Learner",
+    "OffPolicyAlgorithm",
     "OffPolicyLearner",
     "ReplayBuffer",
+    "SACConfig",
     "TD3Config",
     "Transitions",
     "clipped_double_q_target",

@@ -11,15 +11,30 @@ evaluation counter in the checkpoint.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field, model_validator
 
 from amorctl.agents.base import Learner
+from amorctl.agents.networks import EnsembleCritic, make_actor
+from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm
 from amorctl.envs import BatchedEnv
+from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_section
 from amorctl.eval.rollouts import run_episodes
 from amorctl.eval.seeds import periodic_eval_seed
-from amorctl.schema import FiniteFloat, PositiveInt, ScheduleConfig
+from amorctl.run.errors import ConfigError
+from amorctl.schema import (
+    FiniteFloat,
+    PositiveInt,
+    RunConfig,
+    Schedule,
+    ScheduleConfig,
+    check_memory,
+    constructor_schema,
+    parameter_bytes,
+    validate_section,
+)
 
 _TAGS = {
     "charts/episodic_return": "train/episodic_return",
@@ -45,18 +60,79 @@ class OffPolicyTrainConfig(ScheduleConfig):
     """Stop once the mean evaluation return reaches this (time-to-solve runs)."""
 
 
-class OffPolicyAlgorithm(Protocol):
-    """What :class:`OffPolicyLearner` needs of an algorithm (see :class:`~amorctl.agents.TD3`)."""
+class OffPolicyConfig(RunConfig):
+    """Base of the configs of off-policy agents: ``env``, the algorithm's section and ``train``.
 
-    env: BatchedEnv
-    num_timesteps: int
+    A subclass names the algorithm class (``ALGORITHM``, an :class:`OffPolicyAlgorithm`) and its
+    section (``SECTION``, e.g. ``td3``), declares ``agent: Literal[...]`` and the section's field; the
+    section's keys, defaults and constraints are the algorithm constructor's.
+    """
 
-    def collect_and_train(self, num_env_steps: int) -> dict[str, torch.Tensor]: ...
-    def predict(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor: ...
-    def finite_quantities(self) -> dict[str, torch.Tensor]: ...
-    def state_dict(self, include_replay_buffer: bool = False) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def restart_episodes(self) -> None: ...
+    ALGORITHM: ClassVar[type[OffPolicyAlgorithm]]
+    SECTION: ClassVar[str]
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        *RunConfig.RESUMABLE, "train.total_steps", "train.eval_episodes", "train.eval_envs",
+        "train.save_replay_buffer", "train.target_return",
+    )
+
+    env: Any = Field(default_factory=lambda: {"kind": "gym"})
+    train: OffPolicyTrainConfig = Field(default_factory=OffPolicyTrainConfig)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> OffPolicyConfig:
+        self.env = validate_env_section(self.env)
+        schema = constructor_schema(self.ALGORITHM, skip=("env", "seed", "device"), name=f"{self.SECTION}Params")
+        params = validate_section(schema, getattr(self, self.SECTION), self.SECTION).model_dump()
+        setattr(self, self.SECTION, params)
+        if params["buffer_size"] < self.env.num_envs:
+            raise ConfigError(
+                f"config key '{self.SECTION}.buffer_size' must hold one step of all env.num_envs={self.env.num_envs}"
+                f" copies, got {params['buffer_size']}"
+            )
+        observation_dim, action_dim = env_dims(self.env)
+        widths = params["hidden_sizes"]
+        networks = parameter_bytes(lambda: make_actor(observation_dim, action_dim, widths))
+        networks += parameter_bytes(lambda: EnsembleCritic(observation_dim, action_dim, widths))
+        copy = sum(copy_memory(self.env).values())
+        check_memory({
+            "the training copies (env.num_envs)": copy * self.env.num_envs,
+            "the evaluation copies (train.eval_envs)": copy * self.train.eval_envs,
+            f"the replay buffer ({self.SECTION}.buffer_size)":
+                4 * params["buffer_size"] * (2 * observation_dim + action_dim + 2),
+            f"the networks ({self.SECTION}.hidden_sizes)": 5 * networks,  # targets, gradients, Adam's moments
+            f"a batch ({self.SECTION}.batch_size)": 4 * 8 * params["batch_size"] * max(widths, default=1),
+        }, self.device)
+        return self
+
+    def algorithm_params(self) -> dict[str, Any]:
+        """The algorithm's validated keyword arguments (its section)."""
+        return getattr(self, self.SECTION)
+
+    def schedule(self) -> Schedule:
+        t = self.train
+        target = ("mean_return", t.target_return) if t.target_return is not None else None
+        return Schedule(t.total_steps, t.log_every, t.eval_every, t.checkpoint_every, t.keep_checkpoints,
+                        t.max_wall_seconds, target, total_key="train.total_steps", target_key="train.target_return")
+
+
+def build_off_policy(config: OffPolicyConfig, device: torch.device, inference: bool = False) -> OffPolicyLearner:
+    """The configured algorithm on ``config.env`` with its evaluation copies; for inference, one copy and a
+    one-step replay buffer."""
+    num_envs = 1 if inference else config.env.num_envs
+    params = config.algorithm_params()
+    params = {**params, "buffer_size": num_envs} if inference else params
+    train_env = make_env(config.env, num_envs, device)
+    eval_env = None
+    try:
+        eval_env = None if inference else make_env(config.env, config.train.eval_envs, device)
+        algorithm = config.ALGORITHM(train_env, **params, seed=config.seed, device=device)
+    except BaseException:
+        for env in (train_env, eval_env):
+            if env is not None:
+                env.close()
+        raise
+    return OffPolicyLearner(algorithm, eval_env, eval_episodes=config.train.eval_episodes, seed=config.seed,
+                            save_replay_buffer=config.train.save_replay_buffer)
 
 
 class OffPolicyLearner(Learner):
@@ -64,7 +140,8 @@ class OffPolicyLearner(Learner):
 
     Args:
         algorithm: the agent; owns the training environment (closed with the learner).
-        eval_env: separate copies for deterministic evaluations (``None`` for inference only).
+        eval_env: separate copies for deterministic evaluations (``None`` for a learner built for inference
+            only, which also skips a checkpoint's replay buffer).
         eval_episodes: episodes per evaluation.
         seed: the run's seed; the k-th evaluation's episodes are seeded as
             :func:`~amorctl.eval.seeds.periodic_eval_seed` says.
@@ -129,7 +206,11 @@ class OffPolicyLearner(Learner):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.algorithm.load_state_dict(state["algorithm"])
+        """Restore a :meth:`state_dict`; a learner for inference (no evaluation copies) skips the replay buffer."""
+        algorithm = state["algorithm"]
+        if self.eval_env is None:
+            algorithm = {key: value for key, value in algorithm.items() if key != "replay_buffer"}
+        self.algorithm.load_state_dict(algorithm)
         self.evaluations, self.last_eval = state["evaluations"], dict(state["last_eval"])
         self.last_eval_at = state["last_eval_at"]
 

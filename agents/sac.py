@@ -12,11 +12,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 
+from amorctl.agents.base import register_agent
 from amorctl.agents.networks import EnsembleCritic, SquashedGaussianActor
+from amorctl.agents.off_policy import OffPolicyConfig, build_off_policy
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm, polyak_update
 from amorctl.agents.td3 import clipped_double_q_target
 from amorctl.envs import BatchedEnv
@@ -172,3 +175,18 @@ class SAC(OffPolicyAlgorithm):
 
     def forget_losses(self) -> None:
         self._last_critic = self._last_actor = None
+
+
+class SACConfig(OffPolicyConfig):
+    """A SAC run; ``sac`` holds :class:`SAC`'s keyword arguments."""
+
+    ALGORITHM: ClassVar[type] = SAC
+    SECTION: ClassVar[str] = "sac"
+    RESUMABLE: ClassVar[tuple[str, ...]] = (*OffPolicyConfig.RESUMABLE, "sac.learning_rate", "sac.gradient_steps")
+
+    agent: Literal["sac"] = "sac"
+    name: str = "sac"
+    sac: dict = Field(default_factory=dict)
+
+
+register_agent("sac", SACConfig, build_off_policy)

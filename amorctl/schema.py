@@ -253,9 +253,15 @@ def _first_line(error: BaseException) -> str:
 
 
 def describe(error: pydantic.ValidationError, prefix: str = "") -> str:
-    """One sentence for the first validation error: the dotted key and what was expected."""
-    first = error.errors()[0]
-    parts = [str(part) for part in (prefix, *first["loc"]) if part != ""]
+    """One sentence for the first validation error: the dotted key and what was expected.
+
+    A value that fits none of a union's members (``'auto'`` or a positive number, say) is one error per
+    member under the same key; their expectations are joined with "or".
+    """
+    errors = error.errors()
+    first = errors[0]
+    key = _key_of(first["loc"])
+    parts = [str(part) for part in (prefix, *key) if part != ""]
     loc = ".".join(parts)
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
@@ -265,11 +271,23 @@ def describe(error: pydantic.ValidationError, prefix: str = "") -> str:
         return f"config key {loc!r} is required"
     if kind in ("value_error", "assertion_error"):
         return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind == "finite_number":
-        return f"config key {loc!r} must be a finite number, got {first.get('input')!r}"
-    expected = message[0].lower() + message[1:]
-    expected = expected.removeprefix("input should be ").removeprefix("value error, ")
-    return f"config key {loc!r} must be {expected}, got {first.get('input')!r}"
+    expectations = [_expected(other) for other in errors if _key_of(other["loc"]) == key]
+    return f"config key {loc!r} must be {' or '.join(dict.fromkeys(expectations))}, got {first.get('input')!r}"
+
+
+def _key_of(loc: tuple) -> tuple:
+    """``loc`` without the tags pydantic adds for union members (``literal['auto']``, ``float``, ...)."""
+    return tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part in _TYPE_TAGS)))
+
+
+_TYPE_TAGS = {"int", "float", "str", "bool", "list", "dict", "tuple", "none"}
+
+
+def _expected(error: dict) -> str:
+    if error["type"] == "finite_number":
+        return "a finite number"
+    message = error["msg"]
+    return (message[0].lower() + message[1:]).removeprefix("input should be ").removeprefix("value error, ")
 
 
 def _known_keys(error: pydantic.ValidationError, loc: tuple) -> list[str]:
