@@ -1,9 +1,13 @@
-"""The benchmark command line runs its TD3 throughput section end to end (tiny settings, no timing asserted)."""
+"""The benchmark harness end to end with tiny settings (no timing asserted): the TD3 throughput section of the
+command line, and amorctl's learning runs through the one run loop."""
 
+import math
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from amorctl.benchmarking.td3 import run_amorctl
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,3 +26,31 @@ def test_td3_throughput_section_prints_both_rows_and_the_ratio():
         assert steps_per_second > 0
     assert re.search(r"amorctl / stable-baselines3 env steps/s: \*\*[\d.]+×\*\*", result.stdout)
     assert "Command: `python scripts/benchmark.py td3-throughput" in result.stdout
+
+
+def test_run_amorctl_trains_through_the_run_loop_and_records_a_curve():
+    """The harness's amorctl side runs the one run loop (tiny Pendulum budget) and records its evaluations."""
+    overrides = (
+        "td3.hidden_sizes=[8, 8]", "td3.batch_size=32", "td3.buffer_size=1000", "td3.learning_starts=100",
+        "train.log_every=100", "train.eval_every=200", "train.checkpoint_every=200",
+        "train.eval_episodes=1", "train.eval_envs=1",
+    )
+    result = run_amorctl("pendulum", seed=0, threshold=None, budget_seconds=None, max_steps=400, overrides=overrides)
+    assert result.implementation == "amorctl"
+    assert [step for step, _, _ in result.curve] == [200, 400]
+    assert all(math.isfinite(mean_return) and seconds >= 0 for _, seconds, mean_return in result.curve)
+    assert result.final_step == 400
+    assert math.isfinite(result.final_return)
+    assert result.solved_step is None and math.isinf(result.solved_seconds)
+
+
+def test_run_amorctl_stops_at_the_target_return_through_the_loop():
+    """A threshold every policy reaches stops the loop at its first evaluation (``train.target_return``)."""
+    overrides = (
+        "td3.hidden_sizes=[8, 8]", "td3.batch_size=32", "td3.buffer_size=1000", "td3.learning_starts=100",
+        "train.log_every=100", "train.eval_every=200", "train.eval_episodes=1", "train.eval_envs=1",
+    )
+    result = run_amorctl("pendulum", seed=0, threshold=-1e9, budget_seconds=None, max_steps=1000, overrides=overrides)
+    assert len(result.curve) == 1
+    assert result.solved_step == 200 == result.final_step
+    assert result.solved_seconds == result.curve[0][1]

@@ -9,7 +9,10 @@ environment steps of the amorctl config, ``train.eval_episodes`` deterministic e
 ``train.eval_envs`` copies of :class:`~amorctl.envs.GymVectorEnv`, the i-th evaluation seeded as training's
 (:func:`amorctl.eval.seeds.periodic_eval_seed`) and played by :func:`amorctl.eval.rollouts.run_episodes`,
 which stable-baselines3's policy goes through too; the threshold applies to the mean return. The clock
-counts training only: evaluation time is excluded on both sides. stable-baselines3 trains on
+counts training only: evaluation time is excluded on both sides. amorctl trains through the one run loop
+(:func:`amorctl.run.loop.train`, in a temporary run folder), whose periodic evaluations, early stops
+(``train.target_return``, ``train.max_wall_seconds``) and training clock the harness records through
+the loop's ``observer``; stable-baselines3 trains on
 :func:`amorctl.envs.gym_adapter.make_gym_env` (actions mapped from [-1, 1] by the same
 :class:`~amorctl.envs.ActionMap` as amorctl's environments), with the RL Zoo's hyper-parameters.
 """
@@ -229,11 +232,18 @@ def _load(task: str, seed: int, overrides: tuple[str, ...]):
 
 
 def _evaluator(config):
-    from amorctl.control import make_env
+    """stable-baselines3's periodic evaluation, made as amorctl's learner makes its own.
+
+    :class:`~amorctl.agents.OffPolicyLearner` plays its k-th evaluation by
+    :func:`~amorctl.eval.rollouts.run_episodes` on ``train.eval_envs`` copies of the config's environment,
+    from seed :func:`~amorctl.eval.seeds.periodic_eval_seed` ``(config.seed, k, train.eval_episodes)``;
+    the returned callable does exactly that for any ``policy(obs) -> action`` (call k plays evaluation k).
+    """
+    from amorctl.envs.kinds import make_env
     from amorctl.eval.rollouts import run_episodes
     from amorctl.eval.seeds import periodic_eval_seed
 
-    eval_env = make_env(config, config.train.eval_envs, torch.device("cpu"))
+    eval_env = make_env(config.env, config.train.eval_envs, torch.device("cpu"))
     count = [0]
 
     def run(policy_predict) -> float:
@@ -245,40 +255,54 @@ def _evaluator(config):
     return run
 
 
+BUDGET_CHECK_STEPS = 1000
+"""With a wall-clock budget, the run loop checks it at least this often (in env steps): ``train.log_every``
+is lowered to it when the config's is longer (the loop checks its stops at each log/eval/checkpoint)."""
+
+
 def run_amorctl(task: str, seed: int, threshold: float | None, budget_seconds: float | None,
                 max_steps: int, overrides: tuple[str, ...] = ()) -> RunResult:
-    """Train amorctl's TD3 with its shipped config for ``task``; evaluate every ``train.eval_every`` steps."""
-    from amorctl.control import make_env, make_td3
+    """Train amorctl's TD3 with its shipped config for ``task`` through the run loop (:func:`amorctl.run.loop.train`).
+
+    The run goes to a temporary run folder. ``train.total_steps`` = ``max_steps``, ``train.target_return`` =
+    ``threshold`` and ``train.max_wall_seconds`` = ``budget_seconds`` make the loop's own stops end it; its
+    periodic evaluations (every ``train.eval_every`` steps, and one at a stop between them) form the curve,
+    recorded with the loop's training clock (evaluation, logging and checkpoints excluded).
+    ``eval_seconds`` is the wall-clock spent outside that clock while the loop ran.
+    """
+    import tempfile
+    from contextlib import redirect_stdout
+
+    from amorctl.run.loop import train
+    from amorctl.run.rundir import RunDir
 
     _one_thread()
-    config = _load(task, seed, overrides)
-    device = torch.device("cpu")
-    train_env = make_env(config, config.env.num_envs, device)
-    agent = make_td3(config, train_env, device)
-    evaluate = _evaluator(config)
     result = RunResult("amorctl", task, seed)
-    every = config.train.eval_every
-    chunk = min(every, 1000) if budget_seconds else every
-    elapsed = 0.0
-    while agent.num_timesteps < max_steps:
-        before = agent.num_timesteps
-        start = time.perf_counter()
-        agent.collect_and_train(min(max_steps, (before // chunk + 1) * chunk) - before)
-        elapsed += time.perf_counter() - start
-        step = agent.num_timesteps
-        out_of_time = budget_seconds is not None and elapsed >= budget_seconds
-        if step // every > before // every or out_of_time or step >= max_steps:
-            start = time.perf_counter()
-            mean_return = evaluate(agent.predict)
-            result.eval_seconds += time.perf_counter() - start
-            result.curve.append((step, elapsed, mean_return))
-            _log(f"amorctl {task} seed {seed}: step {step} train {elapsed:.1f} s return {mean_return:.1f}")
-            if threshold is not None and mean_return >= threshold:
-                result.solved_seconds, result.solved_step = elapsed, step
-                break
-        if out_of_time:
-            break
-    train_env.close()
+    with tempfile.TemporaryDirectory(prefix="amorctl-benchmark-") as runs_dir:
+        stops = [f"runs_dir={runs_dir}", f"train.total_steps={max_steps}"]
+        if threshold is not None:
+            stops.append(f"train.target_return={threshold!r}")
+        if budget_seconds is not None:
+            stops.append(f"train.max_wall_seconds={budget_seconds!r}")
+        config = _load(task, seed, (*overrides, *stops))
+        if budget_seconds is not None and config.train.log_every > BUDGET_CHECK_STEPS:
+            config = _load(task, seed, (*overrides, *stops, f"train.log_every={BUDGET_CHECK_STEPS}"))
+        run = RunDir.create(config)
+        clock = {"wall": time.perf_counter(), "train": 0.0}
+
+        def observe(step: int, train_seconds: float, evaluation: dict[str, float]) -> None:
+            now = time.perf_counter()
+            result.eval_seconds += (now - clock["wall"]) - (train_seconds - clock["train"])
+            clock["wall"], clock["train"] = now, train_seconds
+            mean_return = evaluation["mean_return"]
+            result.curve.append((step, train_seconds, mean_return))
+            _log(f"amorctl {task} seed {seed}: step {step} train {train_seconds:.1f} s return {mean_return:.1f}")
+            if threshold is not None and result.solved_step is None and mean_return >= threshold:
+                result.solved_seconds, result.solved_step = train_seconds, step
+
+        # the loop prints its final metrics table; keep stdout for the benchmark's Markdown report
+        with redirect_stdout(sys.stderr):
+            train(config, run, show_progress=False, observer=observe)
     result.final_step, result.final_seconds, result.final_return = result.curve[-1]
     return result
 
