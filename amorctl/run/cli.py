@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from amorctl.run.errors import AmorctlError, ConfigError
@@ -27,31 +28,38 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_intermixed_args(argv)
 
-    try:
-        load_plugins(args.imports)
-        from amorctl.run.config import load_config
-        from amorctl.run.loop import train
-        from amorctl.run.rundir import RunDir
+    return _exit_status(lambda: _train(args), "interrupted; the last checkpoint is kept")
 
-        if args.resume is not None:
-            if args.config is not None:
-                raise AmorctlError(
-                    "--resume continues a run with its own config.yaml; pass overrides instead of --config"
-                )
-            run = RunDir.open(args.resume)
-            config = run.load_config(args.overrides)
-            print(f"resuming {run.root}")
-        else:
-            config = load_config(args.config or DEFAULT_CONFIG, args.overrides)
-            run = RunDir.create(config)
-            print(f"run directory: {run.root}")
-        train(config, run, resume=args.resume is not None, show_progress=not args.no_progress)
-        print(f"metrics: {run.eval / 'metrics.json'}")
+
+def _train(args: argparse.Namespace) -> None:
+    load_plugins(args.imports)
+    from amorctl.run.config import load_config
+    from amorctl.run.loop import train
+    from amorctl.run.rundir import RunDir
+
+    if args.resume is not None:
+        if args.config is not None:
+            raise AmorctlError("--resume continues a run with its own config.yaml; pass overrides instead of --config")
+        run = RunDir.open(args.resume)
+        config = run.load_config(args.overrides)
+        print(f"resuming {run.root}")
+    else:
+        config = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+        run = RunDir.create(config)
+        print(f"run directory: {run.root}")
+    train(config, run, resume=args.resume is not None, show_progress=not args.no_progress)
+    print(f"metrics: {run.eval / 'metrics.json'}")
+
+
+def _exit_status(command: Callable[[], None], interrupted: str) -> int:
+    """Run a command line's work: 0 when it succeeds, else one sentence on stderr and the error's status."""
+    try:
+        command()
     except AmorctlError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     return 0
 
@@ -94,24 +102,20 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_intermixed_args(argv)
 
-    try:
-        for option, value in (("--episodes", args.episodes), ("--num-envs", args.num_envs),
-                              ("--video-episodes", args.video_episodes)):
-            if value < 1:
-                raise AmorctlError(f"{option} must be at least 1, got {value}")
-        load_plugins(args.imports)
-        if args.video:
-            from amorctl.eval.video import default_gl_backend
+    return _exit_status(lambda: _checked_evaluate(args), "interrupted")
 
-            default_gl_backend()  # before anything imports MuJoCo's renderer
-        _evaluate(args)
-    except AmorctlError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+def _checked_evaluate(args: argparse.Namespace) -> None:
+    for option, value in (("--episodes", args.episodes), ("--num-envs", args.num_envs),
+                          ("--video-episodes", args.video_episodes)):
+        if value < 1:
+            raise AmorctlError(f"{option} must be at least 1, got {value}")
+    load_plugins(args.imports)
+    if args.video:
+        from amorctl.eval.video import default_gl_backend
+
+        default_gl_backend()  # before anything imports MuJoCo's renderer
+    _evaluate(args)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
