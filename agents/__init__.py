@@ -1,11 +1,13 @@
 """Learners, installed as ``amorctl.agents``: the learner protocol, the agent registry and the agents.
 
-Importing this package registers the shipped agents (``direct``, ``td3``, ``ddpg``, ``sac``).
+Importing this package registers the shipped agents (``direct``, ``td3``, ``ddpg``, ``sac``, ``bc``) and
+the behavioural-cloning experts (``run``, ``barzilai_borwein``).
 """
 
 from __future__ import annotations
 
 from amorctl.agents.base import AGENTS, AgentSpec, Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.agents.bc import EXPERTS, BCConfig, BehaviouralCloning, register_expert
 from amorctl.agents.ddpg import DDPG, DDPGConfig
 from amorctl.agents.direct import DirectAmortization, DirectConfig
 from amorctl.agents.networks import EnsembleCritic, EnsembleLinear, make_actor
@@ -18,9 +20,12 @@ from amorctl.agents.td3 import TD3, TD3Config, clipped_double_q_target, smoothed
 __all__ = [
     "AGENTS",
     "DDPG",
+    "EXPERTS",
     "SAC",
     "TD3",
     "AgentSpec",
+    "BCConfig",
+    "BehaviouralCloning",
     "DDPGConfig",
     "DirectAmortization",
     "DirectConfig",
@@ -39,5 +44,6 @@ __all__ = [
     "parameters_of",
     "polyak_update",
     "register_agent",
+    "register_expert",
     "smoothed_target_action",
 ]

@@ -1,0 +1,351 @@
+"""Behavioural cloning and DAgger: the regression loss (eq. 2.9) on policies, onto an expert's actions.
+
+The policy πθ(s) is a fully-amortized model of the expert's decision rule a*(s): it is trained by
+regression, E_s ‖πθ(s) − a*(s)‖², on states s the expert labels. With ``beta_decay = 1`` the states
+come from the expert's own episodes (behavioural cloning); below 1 it is DAgger (Ross, Gordon and
+Bagnell 2011): in round r (every ``round_steps`` transitions) each step is taken by the expert with
+probability β_r = beta_decay^r and by the learner otherwise, every visited state is labelled by the
+expert, and the policy is trained on the aggregated data set of all rounds.
+
+Experts are registry entries (``expert.kind``): ``run``, the policy of a trained run of any agent
+(distillation, e.g. into a smaller network), and ``barzilai_borwein``, the Barzilai–Borwein step size
+of gradient descent on an :class:`~amorctl.envs.IterateEnv` in ``step_size`` mode (a classical solver
+rule). A registered expert is ``make(section, device) -> expert(env, obs) -> actions in [-1, 1]``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+import torch
+from annotated_types import Gt, Le
+from pydantic import Field, model_validator
+
+from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.agents.networks import make_actor
+from amorctl.agents.off_policy import OffPolicyTrainConfig
+from amorctl.envs import BatchedEnv
+from amorctl.envs.kinds import make_env, validate_env_section
+from amorctl.eval.rollouts import run_episodes
+from amorctl.eval.seeds import periodic_eval_seed
+from amorctl.losses import regression_loss
+from amorctl.registry import Registry
+from amorctl.run.errors import ConfigError
+from amorctl.schema import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    RunConfig,
+    Schedule,
+    Section,
+    constructor_schema,
+    validate_section,
+)
+
+Expert = Callable[[BatchedEnv, torch.Tensor], torch.Tensor]
+"""``expert(env, obs)``: the expert's actions in [-1, 1] for the copies of ``env`` in states ``obs``."""
+
+
+# -------------------------------------------------------------------------------------- experts
+@dataclass(frozen=True)
+class ExpertKind:
+    """A registered expert: its config section and ``make(section, device) -> Expert``."""
+
+    schema: type[Section]
+    make: Callable[[Any, torch.device], Expert]
+
+
+EXPERTS: Registry[ExpertKind] = Registry("expert", "expert.kind")
+
+
+def register_expert(name: str, schema: type[Section], make: Callable[[Any, torch.device], Expert]) -> None:
+    """Make an expert available to configs as ``expert.kind: <name>``."""
+    EXPERTS.register(name, ExpertKind(schema, make))
+
+
+class RunExpertConfig(Section):
+    """``expert.kind: run``: the deterministic policy of a trained run (its latest checkpoint, or ``checkpoint``)."""
+
+    kind: Literal["run"] = "run"
+    path: str
+    checkpoint: str | None = None
+
+
+def make_run_expert(section: RunExpertConfig, device: torch.device) -> Expert:
+    from amorctl.eval.load import load_run  # the eval layer builds learners from the registry
+
+    policy = load_run(section.path, section.checkpoint, [f"device={device.type}"]).policy
+    return lambda env, obs: policy(obs)
+
+
+class BarzilaiBorweinConfig(Section):
+    """``expert.kind: barzilai_borwein``: the Barzilai–Borwein step α = sᵀs / sᵀz on an iterate environment
+    in ``step_size`` mode, ``fallback_step`` where the last update shows no positive curvature."""
+
+    kind: Literal["barzilai_borwein"] = "barzilai_borwein"
+    fallback_step: PositiveFloat = 0.01
+
+
+def make_barzilai_borwein(section: BarzilaiBorweinConfig, device: torch.device) -> Expert:
+    def expert(env: BatchedEnv, obs: torch.Tensor) -> torch.Tensor:
+        if not hasattr(env, "barzilai_borwein_action"):
+            raise ValueError(f"the Barzilai–Borwein expert needs an iterate environment, not {env.name}")
+        return env.barzilai_borwein_action(section.fallback_step)
+
+    return expert
+
+
+register_expert("run", RunExpertConfig, make_run_expert)
+register_expert("barzilai_borwein", BarzilaiBorweinConfig, make_barzilai_borwein)
+
+
+# -------------------------------------------------------------------------------------- learner
+class BehaviouralCloning(Learner):
+    """A policy regressed onto an expert's actions, on the expert's states (BC) or its own (DAgger).
+
+    Args:
+        env: the environment states are collected in (N copies).
+        expert: labels every visited state (each label is one expert query).
+        eval_env: copies for deterministic evaluations of policy and expert (``None`` for inference).
+        hidden_sizes: hidden widths of the policy (a ReLU MLP ending in tanh onto [-1, 1]).
+        learning_rate: Adam step size.
+        batch_size: labelled states per regression step.
+        gradient_steps: regression steps per vectorized environment step.
+        buffer_size: capacity of the aggregated data set (the oldest labels are overwritten beyond it).
+        beta_decay: β_r = beta_decay^r, the probability that the expert acts in round r: 1 is behavioural
+            cloning, below 1 DAgger.
+        round_steps: transitions per DAgger round.
+        eval_episodes: episodes per evaluation.
+        seed: seeds initialisation, the expert/learner mixture, sampling and resets.
+        save_dataset: keep the aggregated data set in checkpoints (exact resume).
+        device: where the policy and the data set live.
+    """
+
+    def __init__(
+        self,
+        env: BatchedEnv,
+        expert: Expert,
+        eval_env: BatchedEnv | None,
+        *,
+        hidden_sizes: Sequence[PositiveInt] = (64, 64),
+        learning_rate: PositiveFloat = 1e-3,
+        batch_size: PositiveInt = 256,
+        gradient_steps: NonNegativeInt = 1,
+        buffer_size: PositiveInt = 1_000_000,
+        beta_decay: Annotated[float, Gt(0.0), Le(1.0)] = 1.0,
+        round_steps: PositiveInt = 1000,
+        eval_episodes: int = 10,
+        seed: int = 0,
+        save_dataset: bool = False,
+        device: torch.device | str = "cpu",
+    ):
+        self.env, self.expert, self.eval_env = env, expert, eval_env
+        self.device = torch.device(device)
+        self.learning_rate, self.batch_size, self.gradient_steps = learning_rate, batch_size, gradient_steps
+        self.beta_decay, self.round_steps = beta_decay, round_steps
+        self.eval_episodes, self.seed, self.save_dataset = eval_episodes, seed, save_dataset
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.actor = make_actor(env.observation_dim, env.action_dim, hidden_sizes).to(self.device)
+        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=learning_rate)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.obs_data = torch.zeros(buffer_size, env.observation_dim, device=self.device)
+        self.action_data = torch.zeros(buffer_size, env.action_dim, device=self.device)
+        self.size = self.pos = 0
+        self.progress = self.expert_queries = self.evaluations = 0
+        self.overshoot = env.num_envs - 1
+        self.last_loss = torch.zeros((), device=self.device)
+        self.last_eval: dict[str, Any] = {}
+        self.last_eval_at: int | None = None
+        self._obs: torch.Tensor | None = None
+
+    @property
+    def beta(self) -> float:
+        """The probability that the expert acts in the current round."""
+        return self.beta_decay ** (self.progress // self.round_steps)
+
+    def advance(self, units: int) -> dict[str, torch.Tensor]:
+        """Collect about ``units`` transitions (N per step), labelling each state and regressing as it goes."""
+        env, n = self.env, self.env.num_envs
+        obs = self._obs if self._obs is not None else self._reset_env()
+        for _ in range((units + n - 1) // n):
+            with torch.no_grad():
+                label = self.expert(env, obs).to(self.device, torch.float32)
+                own = self.actor(obs)
+            expert_acts = torch.rand(n, device=self.device, generator=self.generator) < self.beta
+            self._store(obs, label)
+            obs = env.step(torch.where(expert_acts.unsqueeze(-1), label, own))[0].to(self.device)
+            self.progress += n
+            self.expert_queries += n
+            for _ in range(self.gradient_steps):
+                self.train_step()
+        self._obs = obs
+        return {"loss/train": self.last_loss, "train/beta": torch.tensor(self.beta),
+                "train/expert_queries": torch.tensor(float(self.expert_queries))}
+
+    def _store(self, obs: torch.Tensor, label: torch.Tensor) -> None:
+        rows = (self.pos + torch.arange(len(obs), device=self.device)) % len(self.obs_data)
+        self.obs_data[rows], self.action_data[rows] = obs, label
+        self.pos = (self.pos + len(obs)) % len(self.obs_data)
+        self.size = min(self.size + len(obs), len(self.obs_data))
+
+    def train_step(self) -> None:
+        """One regression step (eq. 2.9) on a minibatch of the aggregated data set."""
+        index = torch.randint(0, self.size, (self.batch_size,), device=self.device, generator=self.generator)
+        loss = regression_loss(self.actor(self.obs_data[index]), self.action_data[index])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.last_loss = loss.detach()
+
+    def _reset_env(self) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator, device=self.device))
+        return self.env.reset(seed=seed).to(self.device)
+
+    def evaluate(self) -> dict[str, float]:
+        """Deterministic episodes of the policy and of the expert from the same seeds."""
+        if self.eval_env is None:
+            raise RuntimeError("this learner was built without an evaluation environment (inference only)")
+        seed = periodic_eval_seed(self.seed, self.evaluations, self.eval_episodes)
+        result = run_episodes(self.policy(), self.eval_env, self.eval_episodes, seed)
+        expert = run_episodes(lambda obs: self.expert(self.eval_env, obs), self.eval_env, self.eval_episodes, seed)
+        self.evaluations += 1
+        self.last_eval_at = self.progress
+        self.last_eval = {**result, "expert_mean_return": expert["mean_return"],
+                          "expert_queries": self.expert_queries}
+        return {key: float(value) for key, value in self.last_eval.items() if isinstance(value, float | int)
+                and key not in ("episodes",)}
+
+    def final_metrics(self) -> dict[str, Any]:
+        if self.last_eval_at != self.progress:
+            self.evaluate()
+        return dict(self.last_eval)
+
+    def finite_quantities(self) -> dict[str, torch.Tensor]:
+        return {"loss/train": self.last_loss, **parameters_of(self.actor, "actor."),
+                **optimizer_state_of(self.optimizer, "actor.")}
+
+    def policy(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Deterministic actions πθ(s) in [-1, 1]."""
+        return torch.no_grad()(self.actor)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"actor": self.actor.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "generator": self.generator.get_state(), "progress": self.progress,
+                 "expert_queries": self.expert_queries, "evaluations": self.evaluations,
+                 "last_eval": dict(self.last_eval), "last_eval_at": self.last_eval_at, "size": self.size,
+                 "pos": self.pos}
+        if self.save_dataset:
+            state |= {"obs_data": self.obs_data[: self.size], "action_data": self.action_data[: self.size]}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; without a saved data set it starts empty (the learning rate stays ours)."""
+        self.actor.load_state_dict(state["actor"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate
+        self.generator.set_state(state["generator"])
+        self.progress, self.expert_queries = state["progress"], state["expert_queries"]
+        self.evaluations, self.last_eval = state["evaluations"], dict(state["last_eval"])
+        self.last_eval_at = state["last_eval_at"]
+        self.size = self.pos = 0
+        if "obs_data" in state and self.eval_env is not None:
+            self._store(state["obs_data"].to(self.device), state["action_data"].to(self.device))
+            self.pos = state["pos"] % len(self.obs_data)
+        self._obs = None
+
+    def on_checkpoint(self) -> None:
+        """Restart the episodes, which a checkpoint does not hold (a resumed run continues identically)."""
+        self._obs = None
+
+    def close(self) -> None:
+        for env in (self.eval_env, self.env):
+            if env is not None:
+                env.close()
+
+
+# ------------------------------------------------------------------------------------------ config
+class BCConfig(RunConfig):
+    """A behavioural-cloning / DAgger run: ``env``, ``expert`` (``expert.kind``), ``bc`` (the learner's
+    keyword arguments) and ``train`` (progress in transitions, as off-policy runs count it)."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        *RunConfig.RESUMABLE, "train.total_steps", "train.eval_episodes", "train.eval_envs",
+        "train.save_replay_buffer", "train.target_return", "bc.learning_rate", "bc.gradient_steps",
+    )
+
+    agent: Literal["bc"] = "bc"
+    name: str = "bc"
+    env: Any = Field(default_factory=lambda: {"kind": "gym"})
+    expert: Any = Field(default_factory=dict)
+    bc: dict = Field(default_factory=dict)
+    train: OffPolicyTrainConfig = Field(default_factory=OffPolicyTrainConfig)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> BCConfig:
+        self.env = validate_env_section(self.env)
+        if not isinstance(self.expert, dict | Section):
+            raise ConfigError(f"config key 'expert' must be a section with a 'kind', got {self.expert!r}")
+        if isinstance(self.expert, dict):
+            try:
+                kind = EXPERTS.lookup(self.expert.get("kind"))
+            except KeyError as error:
+                raise ConfigError(str(error)) from None
+            self.expert = validate_section(kind.schema, self.expert, "expert")
+            _try_expert(self.expert, self.env)
+        skip = ("env", "expert", "eval_env", "eval_episodes", "seed", "save_dataset", "device")
+        self.bc = validate_section(constructor_schema(BehaviouralCloning, skip=skip, name="BCParams"), self.bc,
+                                   "bc").model_dump()
+        return self
+
+    def schedule(self) -> Schedule:
+        t = self.train
+        target = ("mean_return", t.target_return) if t.target_return is not None else None
+        return Schedule(t.total_steps, t.log_every, t.eval_every, t.checkpoint_every, t.keep_checkpoints,
+                        t.max_wall_seconds, target, total_key="train.total_steps", target_key="train.target_return")
+
+
+def _try_expert(section: Section, env_section: Section) -> None:
+    """Ask the expert once on a CPU copy of the environment: a missing run, an environment the expert cannot
+    act in or actions of the wrong shape are one sentence before anything is written."""
+    from amorctl.run.errors import AmorctlError
+
+    with make_env(env_section, 1, torch.device("cpu")) as env:
+        try:
+            action = EXPERTS[section.kind].make(section, torch.device("cpu"))(env, env.reset(seed=0))
+        except AmorctlError as error:
+            raise ConfigError(f"config key 'expert': {error}") from None
+        except (ValueError, RuntimeError) as error:
+            raise ConfigError(f"config key 'expert': {error}") from None
+        if tuple(action.shape) != (1, env.action_dim):
+            raise ConfigError(
+                f"config key 'expert': the expert's actions have shape {tuple(action.shape)}, but {env.name} "
+                f"takes ({1}, {env.action_dim})"
+            )
+
+
+def build_bc(config: BCConfig, device: torch.device, inference: bool = False) -> BehaviouralCloning:
+    """The learner of a validated :class:`BCConfig`; for inference, one copy, no expert and no data set."""
+    env = make_env(config.env, 1 if inference else config.env.num_envs, device)
+    try:
+        if inference:
+            return BehaviouralCloning(env, _no_expert, None, **{**config.bc, "buffer_size": 1}, seed=config.seed,
+                                      device=device)
+        expert = EXPERTS[config.expert.kind].make(config.expert, device)
+        eval_env = make_env(config.env, config.train.eval_envs, device)
+    except BaseException:
+        env.close()
+        raise
+    return BehaviouralCloning(env, expert, eval_env, **config.bc, eval_episodes=config.train.eval_episodes,
+                              seed=config.seed, save_dataset=config.train.save_replay_buffer, device=device)
+
+
+def _no_expert(env: BatchedEnv, obs: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("a behavioural-cloning learner loaded for inference has no expert")
+
+
+register_agent("bc", BCConfig, build_bc)

@@ -1,0 +1,117 @@
+"""Behavioural cloning and DAgger: the expert's labels, the β schedule, distillation from a run, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from amorctl.agents import BehaviouralCloning
+from amorctl.agents.bc import BarzilaiBorweinConfig, make_barzilai_borwein
+from amorctl.envs import IterateEnv
+from amorctl.problems import Quadratic
+from amorctl.run.cli import evaluate_main, train_main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DAGGER = ["--no-progress", "--config", str(CONFIGS / "dagger_opt_quadratic.yaml"), "device=cpu", "name=tiny_bc",
+          "env.num_envs=8", "env.problem.dim=4", "env.iterate.max_iterations=10", "bc.hidden_sizes=[32, 32]",
+          "bc.round_steps=400", "train.total_steps=1600", "train.log_every=400", "train.eval_every=800",
+          "train.eval_episodes=16", "train.eval_envs=16", "train.checkpoint_every=800"]
+
+
+def quadratic_env(num_envs: int = 3) -> IterateEnv:
+    return IterateEnv(Quadratic(dim=4, cond_max=20.0), num_envs, action="step_size", step_size_range=(1e-3, 2.0),
+                      history=0, secant_features=True)
+
+
+def test_the_barzilai_borwein_expert_labels_sts_over_stz():
+    env = quadratic_env()
+    expert = make_barzilai_borwein(BarzilaiBorweinConfig(fallback_step=0.05), torch.device("cpu"))
+    obs = env.reset(seed=0)
+    low, high = math.log(1e-3), math.log(2.0)
+    first = expert(env, obs)  # no update yet: the fallback step
+    torch.testing.assert_close(first, torch.full((3, 1), 2 * (math.log(0.05) - low) / (high - low) - 1))
+    y0, g0 = env.iterates, env.problem.gradient(env.iterates, env.contexts)
+    obs = env.step(first)[0]
+    s = env.iterates - y0
+    z = env.problem.gradient(env.iterates, env.contexts) - g0
+    alpha = (s * s).sum(-1) / (s * z).sum(-1)
+    expected = (2 * (alpha.log() - low) / (high - low) - 1).clamp(-1, 1).unsqueeze(-1)
+    torch.testing.assert_close(expert(env, obs), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_dagger_lets_the_expert_act_with_probability_beta():
+    env = quadratic_env(num_envs=4)
+    calls = []
+
+    def expert(env, obs):
+        calls.append(len(obs))
+        return torch.full((len(obs), 1), 0.5)
+
+    learner = BehaviouralCloning(env, expert, None, hidden_sizes=(8,), batch_size=8, beta_decay=0.5, round_steps=8)
+    assert learner.beta == 1.0
+    learner.advance(8)
+    assert learner.beta == 0.5 and learner.expert_queries == 8 and sum(calls) == 8
+    learner.advance(8)
+    assert learner.beta == 0.25 and learner.size == 16
+    assert torch.equal(learner.action_data[:16], torch.full((16, 1), 0.5))  # every visited state is labelled
+
+
+def test_dagger_on_quadratics_trains_resumes_and_evaluates(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert train_main([*DAGGER, f"runs_dir={runs}", "train.save_replay_buffer=true"]) == 0
+    (run,) = (runs / "tiny_bc").iterdir()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["expert_queries"] == 1600
+    # the learned step-size rule gets at least 80 % of the expert's log gap reduction after 1600 labels
+    assert metrics["mean_return"] >= 0.8 * metrics["expert_mean_return"] > 0
+    assert train_main(["--no-progress", "--resume", str(run), "train.total_steps=2400"]) == 0
+    assert json.loads((run / "eval" / "metrics.json").read_text())["expert_queries"] == 2400
+    capsys.readouterr()
+    assert evaluate_main([str(run), "--episodes", "4"]) == 0
+
+
+def test_distillation_of_a_trained_run(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    teacher = ["--no-progress", "--config", str(CONFIGS / "td3_pendulum.yaml"), f"runs_dir={runs}", "name=teacher",
+               "device=cpu", "env.max_episode_steps=50", "td3.hidden_sizes=[16, 16]", "td3.learning_starts=50",
+               "td3.buffer_size=1000", "train.total_steps=100", "train.eval_every=100", "train.eval_episodes=1",
+               "train.eval_envs=1", "train.checkpoint_every=100", "train.log_every=50"]
+    assert train_main(teacher) == 0
+    (teacher_run,) = (runs / "teacher").iterdir()
+    config = tmp_path / "bc.yaml"
+    config.write_text("agent: bc\n")
+    student = ["--no-progress", "--config", str(config), f"runs_dir={runs}", "name=student", "device=cpu",
+               "env={kind: gym, id: Pendulum-v1, max_episode_steps: 50}", f"expert={{kind: run, path: {teacher_run}}}",
+               "bc.hidden_sizes=[8]", "bc.batch_size=32", "train.total_steps=200", "train.eval_every=200",
+               "train.log_every=100", "train.eval_episodes=2", "train.eval_envs=2", "train.checkpoint_every=200"]
+    assert train_main(student) == 0
+    (run,) = (runs / "student").iterdir()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["expert_queries"] == 200 and math.isfinite(metrics["expert_mean_return"])
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("expert={kind: run, path: /nonexistent/run}", "does not exist"),
+    ("expert={kind: oracle}", "not a registered expert"),
+    ("expert={kind: barzilai_borwein, fallback_step: 0}", "expert.fallback_step"),
+    ("bc.beta_decay=0", "bc.beta_decay"),
+    ("bc.beta_decay=1.5", "bc.beta_decay"),
+])
+def test_bad_experts_and_keys_are_one_sentence(override, expected, tmp_path, capsys):
+    assert train_main([*DAGGER, f"runs_dir={tmp_path / 'runs'}", override]) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and expected in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_barzilai_borwein_expert_needs_an_iterate_environment(tmp_path, capsys):
+    config = tmp_path / "bc.yaml"
+    config.write_text("agent: bc\n")
+    argv = ["--no-progress", "--config", str(config), f"runs_dir={tmp_path / 'runs'}",
+            "env={kind: gym, id: Pendulum-v1}", "expert={kind: barzilai_borwein}"]
+    assert train_main(argv) == 2
+    assert "iterate environment" in capsys.readouterr().err
