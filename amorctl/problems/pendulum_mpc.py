@@ -90,6 +90,20 @@ class PendulumMPC(Problem):
         unit = torch.rand(batch_size, self.context_dim, generator=generator, device=generator.device)
         return ((2 * unit - 1) * scale).to(device)
 
+    def step(self, error: torch.Tensor, velocity: torch.Tensor, target: torch.Tensor, u: torch.Tensor):
+        """One semi-implicit Euler step of the dynamics from (θ − θ_target, θ̇) under normalised torque u ∈ [-1, 1].
+
+        The one home of the dynamics: the rollout in :meth:`residuals` and closed-loop simulation both call it.
+        """
+        accel = -self.gravity * torch.sin(error + target) - self.damping * velocity + self.max_torque * u
+        velocity = velocity + self.dt * accel
+        return error + self.dt * velocity, velocity
+
+    def stage_cost(self, error: torch.Tensor, velocity: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """dt · [w_angle e² + w_velocity θ̇² + w_torque u²] of one step (its state after the step)."""
+        w_angle, w_velocity, w_torque, _ = self.weights
+        return self.dt * (w_angle * error.square() + w_velocity * velocity.square() + w_torque * u.square())
+
     def residuals(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The weighted residuals r with f(y; x) = Σ r², shape ``(B, 3H + 2)``."""
         w_angle, w_velocity, w_torque, w_terminal = self.weights
@@ -97,9 +111,7 @@ class PendulumMPC(Problem):
         error, velocity = x[:, 0], x[:, 1]
         errors, velocities = [], []
         for t in range(self.horizon):
-            accel = -self.gravity * torch.sin(error + target) - self.damping * velocity + self.max_torque * y[:, t]
-            velocity = velocity + self.dt * accel
-            error = error + self.dt * velocity
+            error, velocity = self.step(error, velocity, target, y[:, t])
             errors.append(error)
             velocities.append(velocity)
         errors, velocities = torch.stack(errors, 1), torch.stack(velocities, 1)

@@ -98,6 +98,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                         help="also record mp4 videos of the first episodes in videos/ beside the JSON "
                              "(MuJoCo renders offscreen with MUJOCO_GL, default egl)")
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes to film with --video (default: 1)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="control steps per closed-loop episode of an amortized controller (default: 100)")
     _add_import_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_intermixed_args(argv)
@@ -107,7 +109,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 def _checked_evaluate(args: argparse.Namespace) -> None:
     for option, value in (("--episodes", args.episodes), ("--num-envs", args.num_envs),
-                          ("--video-episodes", args.video_episodes)):
+                          ("--video-episodes", args.video_episodes), ("--steps", args.steps)):
         if value < 1:
             raise AmorctlError(f"{option} must be at least 1, got {value}")
     load_plugins(args.imports)
@@ -119,7 +121,6 @@ def _checked_evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import json
 
     from amorctl.envs.kinds import make_env
     from amorctl.eval.direct import format_table
@@ -137,17 +138,8 @@ def _evaluate(args: argparse.Namespace) -> None:
             _refuse_broken_renderer()  # building the environment failed, maybe in MuJoCo's renderer setup
         raise
     env_section = getattr(config, "env", None)
-    if env_section is None:  # a model of contexts, not a policy: show the held-out metrics it ended with
-        path = run.eval / "metrics.json"
-        try:
-            metrics = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise EvaluationError(
-                f"{str(run.root)!r} is a {config.agent} run without a readable eval/metrics.json; evaluate.py rolls "
-                "out policies, and train.py writes a model's held-out metrics when it ends"
-            ) from None
-        print(f"{run.root} is a {config.agent} run of a model, not a policy; its held-out metrics ({path}):")
-        print(format_table(metrics))
+    if env_section is None:  # a model of contexts, not a policy
+        _evaluate_model(args, run, checkpoint, config)
         return
 
     kind = env_section.kind
@@ -189,6 +181,42 @@ def _evaluate(args: argparse.Namespace) -> None:
             if resource is not None:
                 resource.close()
     write_json(output, report)
+    print(f"results: {output}")
+
+
+def _evaluate_model(args: argparse.Namespace, run, checkpoint, config) -> None:
+    """A model's held-out metrics from training and, where its family has one, its closed-loop report."""
+    import json
+
+    from amorctl.eval.direct import format_table
+    from amorctl.eval.load import load_run
+    from amorctl.eval.reports import MODEL_REPORTS, write_json
+    from amorctl.eval.seeds import EVALUATE_SEED_OFFSET
+    from amorctl.problems import make_problem
+    from amorctl.run.errors import EvaluationError
+
+    path = run.eval / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise EvaluationError(
+            f"{str(run.root)!r} is a {config.agent} run without a readable eval/metrics.json; evaluate.py rolls "
+            "out policies, and train.py writes a model's held-out metrics when it ends"
+        ) from None
+    print(f"{run.root} is a {config.agent} run of a model, not a policy; its held-out metrics ({path}):")
+    print(format_table(metrics))
+    family = config.problem["name"]
+    if family not in MODEL_REPORTS:
+        return
+    seed = args.seed if args.seed is not None else config.seed + EVALUATE_SEED_OFFSET
+    loaded = load_run(run.root, checkpoint, args.overrides)
+    report = MODEL_REPORTS[family](make_problem(**config.problem), loaded.policy, args.episodes, args.steps, seed,
+                                   loaded.device)
+    print(f"closed loop, {args.episodes} episodes of {args.steps} control steps from seed {seed}:")
+    print(format_table({key: value for key, value in report.items() if not isinstance(value, list)}))
+    output = args.output if args.output is not None else run.eval / "evaluate.json"
+    write_json(output, {"run": str(run.root), "checkpoint": str(loaded.checkpoint), "step": loaded.step,
+                        "seed": seed, "closed_loop": report})
     print(f"results: {output}")
 
 
