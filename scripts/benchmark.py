@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Benchmarks: ``python scripts/benchmark.py SECTION [options]``; each prints a Markdown table and its command.
 
-Sections: ``td3-throughput``, ``td3-time-to-solve``, ``td3-budget`` (amorctl's TD3 against
-stable-baselines3's) and ``iterate-throughput``. Record results in ``benchmarks/RESULTS.md``.
+Sections: ``td3-throughput`` and ``sac-throughput`` (amorctl's TD3 / SAC against stable-baselines3's with
+identical settings), ``td3-time-to-solve``, ``td3-budget`` and ``iterate-throughput``. Record results in
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sections = parser.add_subparsers(dest="section", required=True)
 
-    p = sections.add_parser("td3-throughput", help="env steps/s, bare update and env step on HalfCheetah-v5")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=3000, help="timed env steps after learning_starts")
-    p.add_argument("--learning-starts", type=int, default=1000)
-    p.add_argument("--update-steps", type=int, default=1000, help="bare updates timed per repeat")
+    for algorithm in ("td3", "sac"):
+        p = sections.add_parser(f"{algorithm}-throughput", help=f"{algorithm.upper()}: env steps/s, bare update "
+                                "and env step on HalfCheetah-v5, amorctl against stable-baselines3")
+        p.add_argument("--repeats", type=int, default=3)
+        p.add_argument("--steps", type=int, default=3000, help="timed env steps after learning_starts")
+        p.add_argument("--learning-starts", type=int, default=1000)
+        p.add_argument("--update-steps", type=int, default=1000, help="bare updates timed per repeat")
 
     p = sections.add_parser("td3-time-to-solve", help="training seconds to reach the task's return threshold")
     p.add_argument("--task", choices=["pendulum", "inverted_pendulum"], default="pendulum")
@@ -61,10 +64,14 @@ def _run_section(args: argparse.Namespace) -> str:
 
         return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats)
 
+    if args.section.endswith("-throughput"):
+        from amorctl.benchmarking.throughput import throughput
+
+        algorithm = args.section.removesuffix("-throughput")
+        return throughput(algorithm, args.repeats, args.steps, args.learning_starts, args.update_steps)
+
     from amorctl.benchmarking import td3
 
-    if args.section == "td3-throughput":
-        return td3.td3_throughput(args.repeats, args.steps, args.learning_starts, args.update_steps)
     if args.section == "td3-time-to-solve":
         return td3.td3_time_to_solve(
             args.task, args.seeds, args.workers, args.out, tuple(args.overrides), args.max_seconds

@@ -1,6 +1,7 @@
-"""Benchmarks behind ``scripts/benchmark.py``: timing helpers and the TD3-versus-stable-baselines3 sections.
+"""Benchmarks behind ``scripts/benchmark.py``: timing helpers and the amorctl-versus-stable-baselines3 sections.
 
-Import the sections lazily (``amorctl.benchmarking.td3``): it is the only module that imports
+Import the sections lazily (``amorctl.benchmarking.throughput`` for TD3's and SAC's throughput,
+``amorctl.benchmarking.td3`` for TD3's learning runs): they are the only modules that import
 stable-baselines3.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 import shlex
 import statistics
@@ -12,6 +13,19 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
+
+
+def one_thread() -> None:
+    """Run torch (and OpenMP in processes started from here) with one thread, as every measured process does."""
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def log(message: str) -> None:
+    """A time-stamped progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def median(values: Sequence[float]) -> float:
@@ -72,8 +86,6 @@ def machine_info() -> str:
         sb3 = stable_baselines3.__version__
     except ImportError:
         sb3 = "not installed"
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (

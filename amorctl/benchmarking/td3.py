@@ -1,6 +1,7 @@
-"""TD3 of amorctl against stable-baselines3's TD3: throughput, time to solve, and a wall-clock budget.
+"""TD3 of amorctl against stable-baselines3's TD3: time to solve and a wall-clock budget.
 
-The only module of amorctl that imports stable-baselines3. Every measured process (the benchmark's
+(The throughput section, shared by TD3 and SAC, is :mod:`amorctl.benchmarking.throughput`.) With that
+module, the only code of amorctl that imports stable-baselines3. Every measured process (the benchmark's
 own, and each worker that trains concurrently) runs torch with one thread, so both implementations
 get the same compute.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from amorctl.benchmarking.common import command_line, machine_info, markdown_table, median
+from amorctl.benchmarking.common import command_line, log, machine_info, markdown_table, median, one_thread
+from amorctl.benchmarking.throughput import ENV_ID
 
-ENV_ID = "HalfCheetah-v5"
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 TASKS: dict[str, dict[str, Any]] = {
@@ -62,152 +62,6 @@ ZOO: dict[str, dict[str, Any]] = {
     "inverted_pendulum": {"entry": "HalfCheetah-v4 (&mujoco-defaults)", **ZOO_MUJOCO_DEFAULTS},
     "halfcheetah": {"entry": "HalfCheetah-v4 (&mujoco-defaults)", **ZOO_MUJOCO_DEFAULTS},
 }
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ====================================================================================== throughput
-def _amorctl_throughput(learning_starts: int, steps: int, update_steps: int, seed: int) -> dict[str, float]:
-    from amorctl.agents.td3 import TD3
-    from amorctl.envs import GymVectorEnv
-
-    env = GymVectorEnv(ENV_ID, 1, "cpu", "sync")
-    agent = TD3(
-        env, learning_rate=3e-4, batch_size=256, policy_delay=2, hidden_sizes=(256, 256), gradient_steps=1,
-        learning_starts=learning_starts, buffer_size=learning_starts + steps + 1, seed=seed, device="cpu",
-    )
-    agent.collect_and_train(learning_starts)
-    start = time.perf_counter()
-    agent.collect_and_train(steps)
-    env_steps_per_second = steps / (time.perf_counter() - start)
-    update_steps += update_steps % agent.policy_delay  # whole policy_delay cycles
-    start = time.perf_counter()
-    for _ in range(update_steps):
-        agent.train_step()
-    update_seconds = (time.perf_counter() - start) / update_steps
-    env.close()
-    return {"steps_per_second": env_steps_per_second, "update_seconds": update_seconds}
-
-
-def _sb3_throughput(learning_starts: int, steps: int, update_steps: int, seed: int) -> dict[str, float]:
-    import gymnasium as gym
-    from stable_baselines3 import TD3 as SB3TD3
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.noise import NormalActionNoise
-
-    class StartClock(BaseCallback):
-        start: float | None = None
-
-        def _on_step(self) -> bool:
-            if self.start is None and self.num_timesteps >= learning_starts:
-                self.start = time.perf_counter()
-            return True
-
-    env = gym.make(ENV_ID)
-    action_dim = env.action_space.shape[0]
-    model = SB3TD3(
-        "MlpPolicy", env, learning_rate=3e-4, batch_size=256, policy_delay=2, train_freq=1, gradient_steps=1,
-        learning_starts=learning_starts, buffer_size=learning_starts + steps + 1,
-        action_noise=NormalActionNoise(np.zeros(action_dim), 0.1 * np.ones(action_dim)),
-        policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu",
-    )
-    clock = StartClock()
-    model.learn(total_timesteps=learning_starts + steps, callback=clock)
-    env_steps_per_second = steps / (time.perf_counter() - clock.start)
-    update_steps += update_steps % model.policy_delay
-    start = time.perf_counter()
-    model.train(gradient_steps=update_steps, batch_size=256)
-    update_seconds = (time.perf_counter() - start) / update_steps
-    env.close()
-    return {"steps_per_second": env_steps_per_second, "update_seconds": update_seconds}
-
-
-def _bare_env_step(steps: int, seed: int) -> float:
-    """Seconds per gymnasium HalfCheetah-v5 step with uniform random actions (episode resets included)."""
-    import gymnasium as gym
-
-    env = gym.make(ENV_ID)
-    actions = np.random.default_rng(seed).uniform(-1.0, 1.0, (steps, *env.action_space.shape)).astype(np.float32)
-    env.reset(seed=seed)
-    start = time.perf_counter()
-    for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-    seconds = (time.perf_counter() - start) / steps
-    env.close()
-    return seconds
-
-
-def td3_throughput(repeats: int = 3, steps: int = 3000, learning_starts: int = 1000, update_steps: int = 1000,
-                   env_steps: int = 20_000) -> str:
-    """Section 1: environment steps per second after ``learning_starts`` (identical settings), the bare
-    update and the bare environment step, alternating amorctl and stable-baselines3 ``repeats`` times."""
-    _one_thread()
-    runs: dict[str, list[dict[str, float]]] = {"amorctl": [], "stable-baselines3": []}
-    env_seconds: list[float] = []
-    for repeat in range(repeats):
-        order = ["amorctl", "stable-baselines3"] if repeat % 2 == 0 else ["stable-baselines3", "amorctl"]
-        for name in order:
-            fn = _amorctl_throughput if name == "amorctl" else _sb3_throughput
-            result = fn(learning_starts, steps, update_steps, seed=repeat)
-            runs[name].append(result)
-            _log(f"repeat {repeat} {name}: {result['steps_per_second']:.1f} steps/s, "
-                 f"update {1e3 * result['update_seconds']:.3f} ms")
-        env_seconds.append(_bare_env_step(env_steps, seed=repeat))
-        _log(f"repeat {repeat} bare env step: {1e6 * env_seconds[-1]:.1f} µs")
-        for result in (runs["amorctl"][-1], runs["stable-baselines3"][-1]):
-            # Paired with the same repeat's measurements, so that a noisy repeat cancels out.
-            result["fraction"] = result["steps_per_second"] * (result["update_seconds"] + env_seconds[-1])
-
-    env_step = median(env_seconds)
-    rows, sps = [], {}
-    for name, results in runs.items():
-        values = [r["steps_per_second"] for r in results]
-        update = median([r["update_seconds"] for r in results])
-        limit = 1.0 / (update + env_step)
-        sps[name] = median(values)
-        rows.append([
-            name, sps[name], f"{min(values):,.0f}–{max(values):,.0f}", 1e3 * update, 1e6 * env_step, limit,
-            f"{100 * sps[name] / limit:.1f} %", f"{100 * median([r['fraction'] for r in results]):.1f} %",
-        ])
-    header = [
-        "implementation", "env steps/s (median)", "min–max", "bare update (ms)", "bare env step (µs)",
-        "compute limit (steps/s)", "fraction of limit (medians)", "fraction of limit (median of per-repeat)",
-    ]
-    amorctl_limit = 1.0 / (median([r["update_seconds"] for r in runs["amorctl"]]) + env_step)
-    lines = [
-        f"### TD3 throughput on {ENV_ID} (256-256, batch 256, 1 gradient step per env step, policy delay 2, "
-        f"CPU, 1 thread; {repeats} alternating repeats of {steps} steps after learning_starts={learning_starts})",
-        "",
-        markdown_table(header, rows),
-        "",
-        f"amorctl / stable-baselines3 env steps/s: **{sps['amorctl'] / sps['stable-baselines3']:.2f}×**; "
-        f"amorctl at **{100 * sps['amorctl'] / amorctl_limit:.1f} %** of its compute limit from the medians, "
-        f"**{100 * median([r['fraction'] for r in runs['amorctl']]):.1f} %** as the median of per-repeat fractions "
-        "(limit = 1 / (bare update + bare env step); target ≥ 90 %).",
-        "",
-        "Per repeat (amorctl / SB3): steps/s "
-        + ", ".join(f"{a['steps_per_second']:.0f} / {b['steps_per_second']:.0f}"
-                    for a, b in zip(runs["amorctl"], runs["stable-baselines3"]))
-        + "; update ms "
-        + ", ".join(f"{1e3 * a['update_seconds']:.2f} / {1e3 * b['update_seconds']:.2f}"
-                    for a, b in zip(runs["amorctl"], runs["stable-baselines3"]))
-        + "; bare env step µs " + ", ".join(f"{1e6 * e:.1f}" for e in env_seconds)
-        + "; fraction of limit " + ", ".join(f"{100 * a['fraction']:.1f} % / {100 * b['fraction']:.1f} %"
-                                            for a, b in zip(runs["amorctl"], runs["stable-baselines3"])) + ".",
-        "",
-        f"Command: `{command_line()}`  ",
-        f"Machine: {machine_info()}",
-    ]
-    return "\n".join(lines)
 
 
 # ============================================================================== learning runs
@@ -276,7 +130,7 @@ def run_amorctl(task: str, seed: int, threshold: float | None, budget_seconds: f
     from amorctl.run.loop import train
     from amorctl.run.rundir import RunDir
 
-    _one_thread()
+    one_thread()
     result = RunResult("amorctl", task, seed)
     with tempfile.TemporaryDirectory(prefix="amorctl-benchmark-") as runs_dir:
         stops = [f"runs_dir={runs_dir}", f"train.total_steps={max_steps}"]
@@ -296,7 +150,7 @@ def run_amorctl(task: str, seed: int, threshold: float | None, budget_seconds: f
             clock["wall"], clock["train"] = now, train_seconds
             mean_return = evaluation["mean_return"]
             result.curve.append((step, train_seconds, mean_return))
-            _log(f"amorctl {task} seed {seed}: step {step} train {train_seconds:.1f} s return {mean_return:.1f}")
+            log(f"amorctl {task} seed {seed}: step {step} train {train_seconds:.1f} s return {mean_return:.1f}")
             if threshold is not None and result.solved_step is None and mean_return >= threshold:
                 result.solved_seconds, result.solved_step = train_seconds, step
 
@@ -316,7 +170,7 @@ def run_sb3(task: str, seed: int, threshold: float | None, budget_seconds: float
 
     from amorctl.envs.gym_adapter import make_gym_env
 
-    _one_thread()
+    one_thread()
     config = _load(task, seed, overrides)
     zoo = ZOO[task]
     evaluate = _evaluator(config)
@@ -354,7 +208,7 @@ def run_sb3(task: str, seed: int, threshold: float | None, budget_seconds: float
                 mean_return = evaluate(predict)
                 result.eval_seconds += time.perf_counter() - start
                 result.curve.append((step, elapsed, mean_return))
-                _log(f"sb3 {task} seed {seed}: step {step} train {elapsed:.1f} s return {mean_return:.1f}")
+                log(f"sb3 {task} seed {seed}: step {step} train {elapsed:.1f} s return {mean_return:.1f}")
                 if threshold is not None and mean_return >= threshold:
                     result.solved_seconds, result.solved_step = elapsed, step
                     return False
@@ -413,7 +267,7 @@ def td3_time_to_solve(task: str = "pendulum", seeds: int = 3, workers: int = 2, 
     not reached (+inf in the median). The slower stable-baselines3 runs are queued first, so that the
     workers finish together.
     """
-    _one_thread()
+    one_thread()
     spec = dict(TASKS[task])
     if max_seconds is not None:
         spec["max_seconds"] = max_seconds
@@ -478,7 +332,7 @@ def td3_budget(minutes: float = 20.0, seeds: int = 2, first_seed: int = 0, out: 
 
 def budget_report(minutes: float, out: str = "benchmarks") -> str:
     """Table and plot of every ``td3_budget_halfcheetah_seed*.csv`` in ``out``."""
-    _one_thread()
+    one_thread()
     paths = sorted(Path(out).glob("td3_budget_halfcheetah_seed*.csv"))
     results = _read_curves(paths)
     rows = [[r.implementation, r.seed, r.final_return, r.final_step, r.final_seconds] for r in results]
