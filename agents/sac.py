@@ -124,12 +124,12 @@ class SAC(OffPolicyAlgorithm):
         batch = self.replay_buffer.sample(self.batch_size, self.generator)
         noise = self._noise[:, : len(batch.action)].normal_(generator=self.generator)
         action_pi, log_prob_pi = self.actor.sample(batch.obs, noise[0])
+        alpha = self.alpha  # this update's α, read before the temperature moves (as stable-baselines3 does)
         if self.alpha_optimizer is not None:
             alpha_loss = -(self.log_alpha * (log_prob_pi.detach() + self.target_entropy)).mean()
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optimizer.step()
-        alpha = self.alpha
 
         with torch.no_grad():
             next_action, next_log_prob = self.actor.sample(batch.next_obs, noise[1])
