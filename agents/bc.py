@@ -8,9 +8,11 @@ probability β_r = beta_decay^r and by the learner otherwise, every visited stat
 expert, and the policy is trained on the aggregated data set of all rounds.
 
 Experts are registry entries (``expert.kind``): ``run``, the policy of a trained run of any agent
-(distillation, e.g. into a smaller network), and ``barzilai_borwein``, the Barzilai–Borwein step size
+(distillation, e.g. into a smaller network), ``barzilai_borwein``, the Barzilai–Borwein step size
 of gradient descent on an :class:`~amorctl.envs.IterateEnv` in ``step_size`` mode (a classical solver
-rule). A registered expert is ``make(section, device) -> expert(env, obs) -> actions in [-1, 1]``.
+rule), and ``mpc``, the model-predictive controller of the pendulum control task
+(:class:`~amorctl.envs.PendulumControlEnv`). A registered expert is
+``make(section, device) -> expert(env, obs) -> actions in [-1, 1]``.
 """
 
 from __future__ import annotations
@@ -98,8 +100,27 @@ def make_barzilai_borwein(section: BarzilaiBorweinConfig, device: torch.device) 
     return expert
 
 
+class MPCExpertConfig(Section):
+    """``expert.kind: mpc``: the model-predictive controller of the ``pendulum_mpc`` control task — the first
+    torque of the family's reference solution from the current state."""
+
+    kind: Literal["mpc"] = "mpc"
+
+
+def make_mpc_expert(section: MPCExpertConfig, device: torch.device) -> Expert:
+    def expert(env: BatchedEnv, obs: torch.Tensor) -> torch.Tensor:
+        if not hasattr(env, "mpc_action"):
+            raise ValueError(
+                f"the MPC expert needs the pendulum_mpc control task (env.kind: pendulum_mpc), not {env.name}"
+            )
+        return env.mpc_action()
+
+    return expert
+
+
 register_expert("run", RunExpertConfig, make_run_expert)
 register_expert("barzilai_borwein", BarzilaiBorweinConfig, make_barzilai_borwein)
+register_expert("mpc", MPCExpertConfig, make_mpc_expert)
 
 
 # -------------------------------------------------------------------------------------- learner

@@ -1,8 +1,9 @@
 """The environment-kind registry: ``env.kind`` names a config section and how to build a BatchedEnv from it.
 
-Shipped kinds: ``gym`` (a gymnasium task behind :class:`~amorctl.envs.GymVectorEnv`) and ``iterate``
-(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`). A kind of your own is a
-:class:`~amorctl.schema.Section` with ``kind: Literal[<name>]`` and ``num_envs``, a function
+Shipped kinds: ``gym`` (a gymnasium task behind :class:`~amorctl.envs.GymVectorEnv`), ``iterate``
+(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`) and ``pendulum_mpc`` (the
+``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`). A kind
+of your own is a :class:`~amorctl.schema.Section` with ``kind: Literal[<name>]`` and ``num_envs``, a function
 ``make(section, num_envs, device) -> BatchedEnv``, and one :func:`register_env_kind` call.
 """
 
@@ -18,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from amorctl.envs.base import BatchedEnv
 from amorctl.envs.gym_adapter import GymVectorEnv, Vectorization, check_env_id
 from amorctl.envs.iterate import IterateEnv
+from amorctl.envs.pendulum import PendulumControlEnv
 from amorctl.problems import ProblemArgumentError, make_problem
 from amorctl.registry import Registry
 from amorctl.run.errors import ConfigError
@@ -190,5 +192,34 @@ def make_iterate(section: IterateEnvConfig, num_envs: int, device: torch.device)
         raise ConfigError(f"config key 'env.iterate': {str(error).rstrip('.')}") from None
 
 
+class PendulumEnvConfig(Section):
+    """``env.kind: pendulum_mpc``: the pendulum of the ``pendulum_mpc`` family as a control task, the
+    family's keyword arguments in ``problem`` (its dynamics, costs, context ranges and MPC horizon)."""
+
+    kind: Literal["pendulum_mpc"] = "pendulum_mpc"
+    num_envs: PositiveInt = 1
+    max_episode_steps: PositiveInt = 100
+    problem: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_problem(self) -> PendulumEnvConfig:
+        section = {"name": "pendulum_mpc", **self.problem}
+        if section["name"] != "pendulum_mpc":
+            raise ConfigError(f"config key 'env.problem.name' must be 'pendulum_mpc', got {section['name']!r}")
+        self.problem = validate_problem_section(section, prefix="env.problem", default="pendulum_mpc")
+        return self
+
+
+def make_pendulum(section: PendulumEnvConfig, num_envs: int, device: torch.device) -> PendulumControlEnv:
+    return PendulumControlEnv(make_problem(**section.problem), num_envs, max_episode_steps=section.max_episode_steps,
+                              device=device)
+
+
+def pendulum_memory(section: PendulumEnvConfig) -> dict[str, int]:
+    """One copy's state, counters and fresh contexts (a few dozen bytes)."""
+    return {"the pendulum state (env.num_envs)": 64}
+
+
 register_env_kind("gym", GymEnvConfig, make_gym, gym_memory)
 register_env_kind("iterate", IterateEnvConfig, make_iterate, iterate_memory)
+register_env_kind("pendulum_mpc", PendulumEnvConfig, make_pendulum, pendulum_memory)

@@ -115,3 +115,37 @@ def test_the_barzilai_borwein_expert_needs_an_iterate_environment(tmp_path, caps
             "env={kind: gym, id: Pendulum-v1}", "expert={kind: barzilai_borwein}"]
     assert train_main(argv) == 2
     assert "iterate environment" in capsys.readouterr().err
+
+
+def test_the_pendulum_control_task_follows_the_family_and_its_mpc_expert_is_the_first_planned_torque():
+    from amorctl.envs import PendulumControlEnv
+    from amorctl.problems import PendulumMPC
+
+    problem = PendulumMPC(horizon=6, solver_iterations=100)
+    env = PendulumControlEnv(problem, 3, max_episode_steps=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(torch.zeros(3, 1))
+    obs = env.reset(seed=1)
+    torch.testing.assert_close(env.mpc_action(), problem.solve(obs)[:, :1])
+    action = torch.tensor([[0.5], [-1.0], [0.0]])
+    error, velocity = problem.step(obs[:, 0], obs[:, 1], torch.zeros(3), action[:, 0])
+    obs1, reward, terminated, truncated, info = env.step(action)
+    torch.testing.assert_close(obs1, torch.stack([error, velocity], 1))
+    torch.testing.assert_close(reward, -problem.stage_cost(error, velocity, action[:, 0]))
+    assert not terminated.any() and not truncated.any()
+    obs2, _, _, truncated, info = env.step(action)
+    assert truncated.all() and torch.equal(info["episode_length"], torch.full((3,), 2))
+    assert not torch.equal(obs2, info["final_obs"])  # fresh initial states after the time limit
+
+
+def test_bc_from_the_mpc_expert_through_the_command_line(tmp_path, capsys):
+    argv = ["--no-progress", "--config", str(CONFIGS / "bc_pendulum_mpc.yaml"), f"runs_dir={tmp_path}",
+            "device=cpu", "env.num_envs=4", "env.max_episode_steps=10", "env.problem={horizon: 5}",
+            "bc.hidden_sizes=[16]", "bc.batch_size=32", "train.total_steps=80", "train.log_every=40",
+            "train.eval_every=80", "train.eval_episodes=4", "train.eval_envs=4", "train.checkpoint_every=80"]
+    assert train_main(argv) == 0
+    (run,) = (tmp_path / "bc_pendulum_mpc").iterdir()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["expert_queries"] == 80 and metrics["expert_mean_return"] < 0
+    assert train_main([*argv, "expert={kind: mpc}", "env={kind: gym, id: Pendulum-v1}", "name=wrong"]) == 2
+    assert "pendulum_mpc control task" in capsys.readouterr().err
