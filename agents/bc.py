@@ -30,7 +30,7 @@ from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, regi
 from amorctl.agents.networks import make_actor
 from amorctl.agents.off_policy import OffPolicyTrainConfig
 from amorctl.envs import BatchedEnv
-from amorctl.envs.kinds import make_env, validate_env_section
+from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_section
 from amorctl.eval.rollouts import run_episodes
 from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.losses import regression_loss
@@ -43,7 +43,9 @@ from amorctl.schema import (
     RunConfig,
     Schedule,
     Section,
+    check_memory,
     constructor_schema,
+    parameter_bytes,
     validate_section,
 )
 
@@ -317,10 +319,22 @@ class BCConfig(RunConfig):
             except KeyError as error:
                 raise ConfigError(str(error)) from None
             self.expert = validate_section(kind.schema, self.expert, "expert")
-            _try_expert(self.expert, self.env)
         skip = ("env", "expert", "eval_env", "eval_episodes", "seed", "save_dataset", "device")
         self.bc = validate_section(constructor_schema(BehaviouralCloning, skip=skip, name="BCParams"), self.bc,
                                    "bc").model_dump()
+        observation_dim, action_dim = env_dims(self.env)
+        widths = self.bc["hidden_sizes"]
+        policy = parameter_bytes(lambda: make_actor(observation_dim, action_dim, widths))
+        copy = sum(copy_memory(self.env).values())
+        check_memory({
+            "the training copies (env.num_envs)": copy * self.env.num_envs,
+            "the evaluation copies (train.eval_envs)": copy * self.train.eval_envs,
+            "the data set (bc.buffer_size)": 4 * self.bc["buffer_size"] * (observation_dim + action_dim),
+            "the policy (bc.hidden_sizes)": 4 * policy,  # with gradients and Adam's two moments
+            "a batch through the policy (bc.batch_size, bc.hidden_sizes)":
+                4 * 8 * self.bc["batch_size"] * max(widths, default=1),
+        }, self.device)
+        _try_expert(self.expert, self.env)
         return self
 
     def schedule(self) -> Schedule:

@@ -100,7 +100,8 @@ class OffPolicyConfig(RunConfig):
             f"the replay buffer ({self.SECTION}.buffer_size)":
                 4 * params["buffer_size"] * (2 * observation_dim + action_dim + 2),
             f"the networks ({self.SECTION}.hidden_sizes)": 5 * networks,  # targets, gradients, Adam's moments
-            f"a batch ({self.SECTION}.batch_size)": 4 * 8 * params["batch_size"] * max(widths, default=1),
+            f"a batch through the networks ({self.SECTION}.batch_size, {self.SECTION}.hidden_sizes)":
+                4 * 8 * params["batch_size"] * max(widths, default=1),
         }, self.device)
         return self
 

@@ -149,3 +149,15 @@ def test_bc_from_the_mpc_expert_through_the_command_line(tmp_path, capsys):
     assert metrics["expert_queries"] == 80 and metrics["expert_mean_return"] < 0
     assert train_main([*argv, "expert={kind: mpc}", "env={kind: gym, id: Pendulum-v1}", "name=wrong"]) == 2
     assert "pendulum_mpc control task" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("override", "expected"), [("bc.buffer_size=100000000000000", "bc.buffer_size"),
+                                                    ("env.num_envs=100000000000", "env.num_envs"),
+                                                    ("bc.hidden_sizes=[1000000000]", "bc.hidden_sizes")])
+def test_sizes_that_cannot_fit_are_refused_before_anything_is_built(override, expected, tmp_path, capsys):
+    argv = ["--no-progress", "--config", str(CONFIGS / "bc_pendulum_mpc.yaml"), f"runs_dir={tmp_path / 'runs'}",
+            "device=cpu", override]
+    assert train_main(argv) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "GiB" in message and expected in message
+    assert not (tmp_path / "runs").exists()
