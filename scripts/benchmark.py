@@ -2,7 +2,8 @@
 """Benchmarks: ``python scripts/benchmark.py SECTION [options]``; each prints a Markdown table and its command.
 
 Sections: ``td3-throughput`` and ``sac-throughput`` (amorctl's TD3 / SAC against stable-baselines3's with
-identical settings), ``td3-time-to-solve``, ``td3-budget`` and ``iterate-throughput``. Record results in
+identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-baselines3 with the RL Zoo's
+settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget`` and ``iterate-throughput``. Record results in
 ``benchmarks/RESULTS.md``.
 """
 
@@ -26,13 +27,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--learning-starts", type=int, default=1000)
         p.add_argument("--update-steps", type=int, default=1000, help="bare updates timed per repeat")
 
-    p = sections.add_parser("td3-time-to-solve", help="training seconds to reach the task's return threshold")
-    p.add_argument("--task", choices=["pendulum", "inverted_pendulum"], default="pendulum")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
-    p.add_argument("--max-seconds", type=float, default=None, help="give a run up after this much training")
-    p.add_argument("--out", default="benchmarks")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of the amorctl config")
+    for section in ("time-to-solve", "td3-time-to-solve"):
+        p = sections.add_parser(section, help="training seconds to reach the task's return threshold, amorctl "
+                                "against stable-baselines3 with the RL Zoo's settings"
+                                + (" (TD3; = time-to-solve --algo td3)" if section.startswith("td3") else ""))
+        if section == "time-to-solve":
+            p.add_argument("--algo", choices=["td3", "sac", "ddpg"], default="td3")
+            p.add_argument("--only", choices=["amorctl", "stable-baselines3"], default=None,
+                           help="run one implementation only (no ratio)")
+            p.add_argument("--max-steps", type=int, default=None, help="give a run up after this many env steps")
+        p.add_argument("--task", choices=["pendulum", "inverted_pendulum"], default="pendulum")
+        p.add_argument("--seeds", type=int, default=3)
+        p.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+        p.add_argument("--max-seconds", type=float, default=None, help="give a run up after this much training")
+        p.add_argument("--out", default="benchmarks")
+        p.add_argument("overrides", nargs="*", help="key=value overrides of the amorctl config")
 
     p = sections.add_parser("td3-budget", help="HalfCheetah-v5 with a wall-clock training budget")
     p.add_argument("--minutes", type=float, default=20.0)
@@ -70,12 +79,21 @@ def _run_section(args: argparse.Namespace) -> str:
         algorithm = args.section.removesuffix("-throughput")
         return throughput(algorithm, args.repeats, args.steps, args.learning_starts, args.update_steps)
 
+    if args.section.endswith("time-to-solve"):
+        from amorctl.benchmarking.time_to_solve import NAMES, SPECS, time_to_solve
+
+        algorithm = getattr(args, "algo", "td3")
+        if args.task not in SPECS[algorithm].configs:
+            raise AmorctlError(f"no {args.task} config for {algorithm}: choose --task from "
+                               f"{', '.join(SPECS[algorithm].configs)}")
+        only = getattr(args, "only", None)
+        return time_to_solve(
+            algorithm, args.task, args.seeds, args.workers, args.out, tuple(args.overrides), args.max_seconds,
+            implementations=(only,) if only else NAMES, max_steps=getattr(args, "max_steps", None),
+        )
+
     from amorctl.benchmarking import td3
 
-    if args.section == "td3-time-to-solve":
-        return td3.td3_time_to_solve(
-            args.task, args.seeds, args.workers, args.out, tuple(args.overrides), args.max_seconds
-        )
     if args.report_only:
         return td3.budget_report(args.minutes, args.out)
     return td3.td3_budget(args.minutes, args.seeds, args.first_seed, args.out, tuple(args.overrides))

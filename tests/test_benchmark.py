@@ -1,15 +1,17 @@
 """The benchmark harness end to end with tiny settings (no timing asserted): the TD3 and SAC throughput sections
-of the command line, and amorctl's learning runs through the one run loop."""
+and the time-to-solve section of the command line, each algorithm's learning spec, and amorctl's learning runs
+through the one run loop."""
 
 import math
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from amorctl.benchmarking.td3 import run_amorctl
+from amorctl.benchmarking.time_to_solve import run_amorctl
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +54,8 @@ def test_run_amorctl_trains_through_the_run_loop_and_records_a_curve():
         "train.log_every=100", "train.eval_every=200", "train.checkpoint_every=200",
         "train.eval_episodes=1", "train.eval_envs=1",
     )
-    result = run_amorctl("pendulum", seed=0, threshold=None, budget_seconds=None, max_steps=400, overrides=overrides)
+    result = run_amorctl("td3", "pendulum", seed=0, threshold=None, budget_seconds=None, max_steps=400,
+                         overrides=overrides)
     assert result.implementation == "amorctl"
     assert [step for step, _, _ in result.curve] == [200, 400]
     assert all(math.isfinite(mean_return) and seconds >= 0 for _, seconds, mean_return in result.curve)
@@ -67,7 +70,77 @@ def test_run_amorctl_stops_at_the_target_return_through_the_loop():
         "td3.hidden_sizes=[8, 8]", "td3.batch_size=32", "td3.buffer_size=1000", "td3.learning_starts=100",
         "train.log_every=100", "train.eval_every=200", "train.eval_episodes=1", "train.eval_envs=1",
     )
-    result = run_amorctl("pendulum", seed=0, threshold=-1e9, budget_seconds=None, max_steps=1000, overrides=overrides)
+    result = run_amorctl("td3", "pendulum", seed=0, threshold=-1e9, budget_seconds=None, max_steps=1000,
+                         overrides=overrides)
     assert len(result.curve) == 1
     assert result.solved_step == 200 == result.final_step
     assert result.solved_seconds == result.curve[0][1]
+
+
+def test_time_to_solve_section_runs_both_implementations_of_an_algorithm():
+    """``time-to-solve --algo sac`` with a tiny budget: both rows, the zoo entry and the command in the report."""
+    command = [
+        sys.executable, "scripts/benchmark.py", "time-to-solve", "--algo", "sac", "--task", "pendulum",
+        "--seeds", "1", "--max-steps", "400", "--out", "OUT",
+        "sac.hidden_sizes=[8, 8]", "sac.learning_starts=100", "train.log_every=100", "train.eval_every=200",
+        "train.checkpoint_every=200", "train.eval_episodes=1", "train.eval_envs=1",
+    ]
+    with tempfile.TemporaryDirectory() as out:
+        command[command.index("OUT")] = out
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stderr
+        curves = (Path(out) / "sac_time_to_solve_pendulum.csv").read_text().splitlines()
+    assert result.stdout.startswith("### SAC time to solve Pendulum-v1 (mean deterministic return ≥ -200)")
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| amorctl", "| stable-baselines3"))]
+    assert len(rows) == 2 and all("400" in row for row in rows)
+    assert "RL Zoo `hyperparams/sac.yml` entry Pendulum-v1: learning_rate=0.001" in result.stdout
+    assert "amorctl median / stable-baselines3 median: **undefined" in result.stdout
+    assert "Command: `python scripts/benchmark.py time-to-solve --algo sac" in result.stdout
+    assert curves[0].startswith("implementation,task,seed,env_steps")
+    assert {line.split(",")[3] for line in curves[1:]} == {"200", "400"}
+
+
+def test_time_to_solve_rejects_a_task_without_a_config_in_one_sentence():
+    command = [sys.executable, "scripts/benchmark.py", "time-to-solve", "--algo", "ddpg", "--task", "inverted_pendulum"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: no inverted_pendulum config for ddpg: choose --task from pendulum"
+
+
+def test_td3_time_to_solve_command_is_kept():
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "td3-time-to-solve", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "--task" in result.stdout and "--algo" not in result.stdout
+
+
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "ddpg"])
+def test_learning_spec_names_shipped_configs_of_its_agent_and_buildable_sb3_models(algorithm):
+    """Every task of a spec: the amorctl config is the algorithm's agent, and the zoo settings build the SB3 model."""
+    from amorctl.benchmarking.throughput import _load_class
+    from amorctl.benchmarking.time_to_solve import SPECS, TASKS, _load, _sb3_kwargs
+    from amorctl.envs.gym_adapter import make_gym_env
+
+    spec = SPECS[algorithm]
+    assert spec.sb3_class == f"stable_baselines3:{algorithm.upper()}"
+    assert set(spec.configs) == set(spec.zoo) and set(spec.configs) <= set(TASKS)
+    for task in spec.configs:
+        config = _load(algorithm, task, 0, ())
+        assert config.agent == algorithm
+        env = make_gym_env(config.env.id)
+        model = _load_class(spec.sb3_class)(
+            "MlpPolicy", env, seed=0, device="cpu", **_sb3_kwargs(spec.zoo[task], env.action_space.shape[0])
+        )
+        for key, value in spec.zoo[task].items():
+            if key in ("learning_rate", "gamma", "buffer_size", "learning_starts", "batch_size", "gradient_steps"):
+                assert getattr(model, key) == value, (task, key)
+        if "net_arch" in spec.zoo[task]:
+            assert model.policy.net_arch in (spec.zoo[task]["net_arch"], {"pi": spec.zoo[task]["net_arch"],
+                                                                          "qf": spec.zoo[task]["net_arch"]})
+        env.close()
+
+
+def test_sac_pendulum_zoo_entry_leaves_the_rest_to_sb3_defaults():
+    """The RL Zoo's SAC Pendulum-v1 entry sets only the learning rate (hyperparams/sac.yml)."""
+    from amorctl.benchmarking.time_to_solve import SPECS
+
+    assert SPECS["sac"].zoo["pendulum"] == {"entry": "Pendulum-v1", "learning_rate": 1e-3}
