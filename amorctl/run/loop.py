@@ -63,10 +63,10 @@ def train(
         if resume:
             last_checkpoint, elapsed = _restore(learner, run, config, schedule)
             run.remove_temporaries()
-            run.save_config(config)
             if learner.progress >= schedule.total and (finished := _finished_metrics(run)) is not None:
                 print(f"{run.root} already finished at step {learner.progress}; raise {schedule.total_key} to continue")
-                return finished
+                return finished  # nothing trains, so config.yaml keeps the settings the run had
+            run.save_config(config)
         writer = SummaryWriter(str(run.events), purge_step=learner.progress + 1 if resume else None)
         bar = tqdm(total=schedule.total, initial=min(learner.progress, schedule.total), desc=config.name,
                    disable=not show_progress, dynamic_ncols=True)
