@@ -35,7 +35,7 @@ from amorctl.eval.rollouts import run_episodes
 from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.losses import regression_loss
 from amorctl.registry import Registry
-from amorctl.run.errors import ConfigError
+from amorctl.run.errors import AmorctlError, ConfigError
 from amorctl.schema import (
     NonNegativeInt,
     PositiveFloat,
@@ -297,8 +297,7 @@ class BCConfig(RunConfig):
     keyword arguments) and ``train`` (progress in transitions, as off-policy runs count it)."""
 
     RESUMABLE: ClassVar[tuple[str, ...]] = (
-        *RunConfig.RESUMABLE, "train.total_steps", "train.eval_episodes", "train.eval_envs",
-        "train.save_replay_buffer", "train.target_return", "bc.learning_rate", "bc.gradient_steps",
+        *RunConfig.RESUMABLE, *OffPolicyTrainConfig.RESUMABLE, "bc.learning_rate", "bc.gradient_steps",
     )
 
     agent: Literal["bc"] = "bc"
@@ -338,23 +337,16 @@ class BCConfig(RunConfig):
         return self
 
     def schedule(self) -> Schedule:
-        t = self.train
-        target = ("mean_return", t.target_return) if t.target_return is not None else None
-        return Schedule(t.total_steps, t.log_every, t.eval_every, t.checkpoint_every, t.keep_checkpoints,
-                        t.max_wall_seconds, target, total_key="train.total_steps", target_key="train.target_return")
+        return self.train.schedule()
 
 
 def _try_expert(section: Section, env_section: Section) -> None:
     """Ask the expert once on a CPU copy of the environment: a missing run, an environment the expert cannot
     act in or actions of the wrong shape are one sentence before anything is written."""
-    from amorctl.run.errors import AmorctlError
-
     with make_env(env_section, 1, torch.device("cpu")) as env:
         try:
             action = EXPERTS[section.kind].make(section, torch.device("cpu"))(env, env.reset(seed=0))
-        except AmorctlError as error:
-            raise ConfigError(f"config key 'expert': {error}") from None
-        except (ValueError, RuntimeError) as error:
+        except (AmorctlError, ValueError, RuntimeError) as error:  # a missing run, a wrong environment
             raise ConfigError(f"config key 'expert': {error}") from None
         if tuple(action.shape) != (1, env.action_dim):
             raise ConfigError(

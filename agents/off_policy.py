@@ -59,6 +59,19 @@ class OffPolicyTrainConfig(ScheduleConfig):
     target_return: FiniteFloat | None = None
     """Stop once the mean evaluation return reaches this (time-to-solve runs)."""
 
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "train.total_steps", "train.eval_episodes", "train.eval_envs", "train.save_replay_buffer",
+        "train.target_return",
+    )
+    """The ``train`` keys a resume may change (the run's length, its evaluations and early stop)."""
+
+    def schedule(self) -> Schedule:
+        """The run loop's schedule, counted in transitions, stopping early at ``target_return``."""
+        target = ("mean_return", self.target_return) if self.target_return is not None else None
+        return Schedule(self.total_steps, self.log_every, self.eval_every, self.checkpoint_every,
+                        self.keep_checkpoints, self.max_wall_seconds, target, total_key="train.total_steps",
+                        target_key="train.target_return")
+
 
 class OffPolicyConfig(RunConfig):
     """Base of the configs of off-policy agents: ``env``, the algorithm's section and ``train``.
@@ -70,10 +83,7 @@ class OffPolicyConfig(RunConfig):
 
     ALGORITHM: ClassVar[type[OffPolicyAlgorithm]]
     SECTION: ClassVar[str]
-    RESUMABLE: ClassVar[tuple[str, ...]] = (
-        *RunConfig.RESUMABLE, "train.total_steps", "train.eval_episodes", "train.eval_envs",
-        "train.save_replay_buffer", "train.target_return",
-    )
+    RESUMABLE: ClassVar[tuple[str, ...]] = (*RunConfig.RESUMABLE, *OffPolicyTrainConfig.RESUMABLE)
 
     env: Any = Field(default_factory=lambda: {"kind": "gym"})
     train: OffPolicyTrainConfig = Field(default_factory=OffPolicyTrainConfig)
@@ -110,10 +120,7 @@ class OffPolicyConfig(RunConfig):
         return getattr(self, self.SECTION)
 
     def schedule(self) -> Schedule:
-        t = self.train
-        target = ("mean_return", t.target_return) if t.target_return is not None else None
-        return Schedule(t.total_steps, t.log_every, t.eval_every, t.checkpoint_every, t.keep_checkpoints,
-                        t.max_wall_seconds, target, total_key="train.total_steps", target_key="train.target_return")
+        return self.train.schedule()
 
 
 def build_off_policy(config: OffPolicyConfig, device: torch.device, inference: bool = False) -> OffPolicyLearner:
