@@ -1,15 +1,16 @@
 """Learners, installed as ``amorctl.agents``: the learner protocol, the agent registry and the agents.
 
 Importing this package registers the shipped agents (``direct``, ``td3``, ``ddpg``, ``sac``, ``bc``) and
-the behavioural-cloning experts (``run``, ``barzilai_borwein``).
+the experts (``run``, ``barzilai_borwein``, ``mpc``).
 """
 
 from __future__ import annotations
 
 from amorctl.agents.base import AGENTS, AgentSpec, Learner, optimizer_state_of, parameters_of, register_agent
-from amorctl.agents.bc import EXPERTS, BCConfig, BehaviouralCloning, register_expert
+from amorctl.agents.bc import BCConfig, BehaviouralCloning
 from amorctl.agents.ddpg import DDPG, DDPGConfig
 from amorctl.agents.direct import DirectAmortization, DirectConfig
+from amorctl.agents.experts import EXPERTS, register_expert
 from amorctl.agents.networks import EnsembleCritic, EnsembleLinear, make_actor
 from amorctl.agents.off_policy import OffPolicyLearner
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm, polyak_update

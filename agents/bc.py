@@ -7,19 +7,14 @@ Bagnell 2011): in round r (every ``round_steps`` transitions) each step is taken
 probability β_r = beta_decay^r and by the learner otherwise, every visited state is labelled by the
 expert, and the policy is trained on the aggregated data set of all rounds.
 
-Experts are registry entries (``expert.kind``): ``run``, the policy of a trained run of any agent
-(distillation, e.g. into a smaller network), ``barzilai_borwein``, the Barzilai–Borwein step size
-of gradient descent on an :class:`~amorctl.envs.IterateEnv` in ``step_size`` mode (a classical solver
-rule), and ``mpc``, the model-predictive controller of the pendulum control task
-(:class:`~amorctl.envs.PendulumControlEnv`). A registered expert is
-``make(section, device) -> expert(env, obs) -> actions in [-1, 1]``.
+Experts are the registry entries of :mod:`amorctl.agents.experts` (``expert.kind``: a trained run, the
+Barzilai–Borwein step size, the pendulum MPC controller).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
@@ -27,6 +22,7 @@ from annotated_types import Gt, Le
 from pydantic import Field, model_validator
 
 from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.agents.experts import Expert, make_expert, validate_expert
 from amorctl.agents.networks import make_actor
 from amorctl.agents.off_policy import OffPolicyTrainConfig
 from amorctl.envs import BatchedEnv
@@ -34,95 +30,17 @@ from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_sec
 from amorctl.eval.rollouts import run_episodes
 from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.losses import regression_loss
-from amorctl.registry import Registry
-from amorctl.run.errors import AmorctlError, ConfigError
 from amorctl.schema import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     RunConfig,
     Schedule,
-    Section,
     check_memory,
     constructor_schema,
     parameter_bytes,
     validate_section,
 )
-
-Expert = Callable[[BatchedEnv, torch.Tensor], torch.Tensor]
-"""``expert(env, obs)``: the expert's actions in [-1, 1] for the copies of ``env`` in states ``obs``."""
-
-
-# -------------------------------------------------------------------------------------- experts
-@dataclass(frozen=True)
-class ExpertKind:
-    """A registered expert: its config section and ``make(section, device) -> Expert``."""
-
-    schema: type[Section]
-    make: Callable[[Any, torch.device], Expert]
-
-
-EXPERTS: Registry[ExpertKind] = Registry("expert", "expert.kind")
-
-
-def register_expert(name: str, schema: type[Section], make: Callable[[Any, torch.device], Expert]) -> None:
-    """Make an expert available to configs as ``expert.kind: <name>``."""
-    EXPERTS.register(name, ExpertKind(schema, make))
-
-
-class RunExpertConfig(Section):
-    """``expert.kind: run``: the deterministic policy of a trained run (its latest checkpoint, or ``checkpoint``)."""
-
-    kind: Literal["run"] = "run"
-    path: str
-    checkpoint: str | None = None
-
-
-def make_run_expert(section: RunExpertConfig, device: torch.device) -> Expert:
-    from amorctl.eval.load import load_run  # the eval layer builds learners from the registry
-
-    policy = load_run(section.path, section.checkpoint, [f"device={device.type}"]).policy
-    return lambda env, obs: policy(obs)
-
-
-class BarzilaiBorweinConfig(Section):
-    """``expert.kind: barzilai_borwein``: the Barzilai–Borwein step α = sᵀs / sᵀz on an iterate environment
-    in ``step_size`` mode, ``fallback_step`` where the last update shows no positive curvature."""
-
-    kind: Literal["barzilai_borwein"] = "barzilai_borwein"
-    fallback_step: PositiveFloat = 0.01
-
-
-def make_barzilai_borwein(section: BarzilaiBorweinConfig, device: torch.device) -> Expert:
-    def expert(env: BatchedEnv, obs: torch.Tensor) -> torch.Tensor:
-        if not hasattr(env, "barzilai_borwein_action"):
-            raise ValueError(f"the Barzilai–Borwein expert needs an iterate environment, not {env.name}")
-        return env.barzilai_borwein_action(section.fallback_step)
-
-    return expert
-
-
-class MPCExpertConfig(Section):
-    """``expert.kind: mpc``: the model-predictive controller of the ``pendulum_mpc`` control task — the first
-    torque of the family's reference solution from the current state."""
-
-    kind: Literal["mpc"] = "mpc"
-
-
-def make_mpc_expert(section: MPCExpertConfig, device: torch.device) -> Expert:
-    def expert(env: BatchedEnv, obs: torch.Tensor) -> torch.Tensor:
-        if not hasattr(env, "mpc_action"):
-            raise ValueError(
-                f"the MPC expert needs the pendulum_mpc control task (env.kind: pendulum_mpc), not {env.name}"
-            )
-        return env.mpc_action()
-
-    return expert
-
-
-register_expert("run", RunExpertConfig, make_run_expert)
-register_expert("barzilai_borwein", BarzilaiBorweinConfig, make_barzilai_borwein)
-register_expert("mpc", MPCExpertConfig, make_mpc_expert)
 
 
 # -------------------------------------------------------------------------------------- learner
@@ -134,7 +52,12 @@ class BehaviouralCloning(Learner):
         expert: labels every visited state (each label is one expert query).
         eval_env: copies for deterministic evaluations of policy and expert (``None`` for inference).
         hidden_sizes: hidden widths of the policy (a ReLU MLP ending in tanh onto [-1, 1]).
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (at the start, with ``final_learning_rate``).
+        final_learning_rate: anneal the step size linearly from ``learning_rate`` to this over
+            ``total_steps`` transitions (precise imitation needs the step size to shrink: at a constant
+            1e-3 the actions of the quadratic DAgger run stay ~3e-3 from the expert's); ``None`` keeps it
+            constant.
+        total_steps: the run's length in transitions (the annealing horizon; the run sets it).
         batch_size: labelled states per regression step.
         gradient_steps: regression steps per vectorized environment step.
         buffer_size: capacity of the aggregated data set (the oldest labels are overwritten beyond it).
@@ -155,6 +78,8 @@ class BehaviouralCloning(Learner):
         *,
         hidden_sizes: Sequence[PositiveInt] = (64, 64),
         learning_rate: PositiveFloat = 1e-3,
+        final_learning_rate: PositiveFloat | None = None,
+        total_steps: PositiveInt = 1,
         batch_size: PositiveInt = 256,
         gradient_steps: NonNegativeInt = 1,
         buffer_size: PositiveInt = 1_000_000,
@@ -168,6 +93,7 @@ class BehaviouralCloning(Learner):
         self.env, self.expert, self.eval_env = env, expert, eval_env
         self.device = torch.device(device)
         self.learning_rate, self.batch_size, self.gradient_steps = learning_rate, batch_size, gradient_steps
+        self.final_learning_rate, self.total_steps = final_learning_rate, total_steps
         self.beta_decay, self.round_steps = beta_decay, round_steps
         self.eval_episodes, self.seed, self.save_dataset = eval_episodes, seed, save_dataset
         with torch.random.fork_rng(devices=[]):
@@ -203,11 +129,22 @@ class BehaviouralCloning(Learner):
             obs = env.step(torch.where(expert_acts.unsqueeze(-1), label, own))[0].to(self.device)
             self.progress += n
             self.expert_queries += n
+            self._set_learning_rate()
             for _ in range(self.gradient_steps):
                 self.train_step()
         self._obs = obs
         return {"loss/train": self.last_loss, "train/beta": torch.tensor(self.beta),
+                "train/learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"]),
                 "train/expert_queries": torch.tensor(float(self.expert_queries))}
+
+    def _set_learning_rate(self) -> None:
+        """The step size at the current progress: linear from ``learning_rate`` to ``final_learning_rate``."""
+        if self.final_learning_rate is None:
+            return
+        fraction = min(self.progress / self.total_steps, 1.0)
+        lr = self.learning_rate + fraction * (self.final_learning_rate - self.learning_rate)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _store(self, obs: torch.Tensor, label: torch.Tensor) -> None:
         rows = (self.pos + torch.arange(len(obs), device=self.device)) % len(self.obs_data)
@@ -298,6 +235,7 @@ class BCConfig(RunConfig):
 
     RESUMABLE: ClassVar[tuple[str, ...]] = (
         *RunConfig.RESUMABLE, *OffPolicyTrainConfig.RESUMABLE, "bc.learning_rate", "bc.gradient_steps",
+        "bc.final_learning_rate",
     )
 
     agent: Literal["bc"] = "bc"
@@ -310,15 +248,7 @@ class BCConfig(RunConfig):
     @model_validator(mode="after")
     def _check_sections(self) -> BCConfig:
         self.env = validate_env_section(self.env)
-        if not isinstance(self.expert, dict | Section):
-            raise ConfigError(f"config key 'expert' must be a section with a 'kind', got {self.expert!r}")
-        if isinstance(self.expert, dict):
-            try:
-                kind = EXPERTS.lookup(self.expert.get("kind"))
-            except KeyError as error:
-                raise ConfigError(str(error)) from None
-            self.expert = validate_section(kind.schema, self.expert, "expert")
-        skip = ("env", "expert", "eval_env", "eval_episodes", "seed", "save_dataset", "device")
+        skip = ("env", "expert", "eval_env", "eval_episodes", "seed", "save_dataset", "device", "total_steps")
         self.bc = validate_section(constructor_schema(BehaviouralCloning, skip=skip, name="BCParams"), self.bc,
                                    "bc").model_dump()
         observation_dim, action_dim = env_dims(self.env)
@@ -333,26 +263,11 @@ class BCConfig(RunConfig):
             "a batch through the policy (bc.batch_size, bc.hidden_sizes)":
                 4 * 8 * self.bc["batch_size"] * max(widths, default=1),
         }, self.device)
-        _try_expert(self.expert, self.env)
+        self.expert = validate_expert(self.expert, self.env)
         return self
 
     def schedule(self) -> Schedule:
         return self.train.schedule()
-
-
-def _try_expert(section: Section, env_section: Section) -> None:
-    """Ask the expert once on a CPU copy of the environment: a missing run, an environment the expert cannot
-    act in or actions of the wrong shape are one sentence before anything is written."""
-    with make_env(env_section, 1, torch.device("cpu")) as env:
-        try:
-            action = EXPERTS[section.kind].make(section, torch.device("cpu"))(env, env.reset(seed=0))
-        except (AmorctlError, ValueError, RuntimeError) as error:  # a missing run, a wrong environment
-            raise ConfigError(f"config key 'expert': {error}") from None
-        if tuple(action.shape) != (1, env.action_dim):
-            raise ConfigError(
-                f"config key 'expert': the expert's actions have shape {tuple(action.shape)}, but {env.name} "
-                f"takes ({1}, {env.action_dim})"
-            )
 
 
 def build_bc(config: BCConfig, device: torch.device, inference: bool = False) -> BehaviouralCloning:
@@ -360,14 +275,16 @@ def build_bc(config: BCConfig, device: torch.device, inference: bool = False) ->
     env = make_env(config.env, 1 if inference else config.env.num_envs, device)
     try:
         if inference:
-            return BehaviouralCloning(env, _no_expert, None, **{**config.bc, "buffer_size": 1}, seed=config.seed,
+            return BehaviouralCloning(env, _no_expert, None, **{**config.bc, "buffer_size": 1},
+                                      total_steps=config.train.total_steps, seed=config.seed,
                                       device=device)
-        expert = EXPERTS[config.expert.kind].make(config.expert, device)
+        expert = make_expert(config.expert, device)
         eval_env = make_env(config.env, config.train.eval_envs, device)
     except BaseException:
         env.close()
         raise
-    return BehaviouralCloning(env, expert, eval_env, **config.bc, eval_episodes=config.train.eval_episodes,
+    return BehaviouralCloning(env, expert, eval_env, **config.bc, total_steps=config.train.total_steps,
+                              eval_episodes=config.train.eval_episodes,
                               seed=config.seed, save_dataset=config.train.save_replay_buffer, device=device)
 
 

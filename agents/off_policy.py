@@ -11,12 +11,14 @@ evaluation counter in the checkpoint.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from pydantic import Field, model_validator
 
 from amorctl.agents.base import Learner
+from amorctl.agents.experts import Expert, make_expert, validate_expert
 from amorctl.agents.networks import EnsembleCritic, make_actor
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm
 from amorctl.envs import BatchedEnv
@@ -26,10 +28,12 @@ from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     FiniteFloat,
+    NonNegativeInt,
     PositiveInt,
     RunConfig,
     Schedule,
     ScheduleConfig,
+    Section,
     check_memory,
     constructor_schema,
     parameter_bytes,
@@ -73,6 +77,36 @@ class OffPolicyTrainConfig(ScheduleConfig):
                         target_key="train.target_return")
 
 
+class WarmStartConfig(Section):
+    """The ``warm_start`` section: behavioural cloning from an expert before the agent's own updates.
+
+    The first ``steps`` transitions are the expert's (they fill the replay buffer in place of random
+    exploration); then the actor regresses onto the expert's actions for ``imitation_steps`` minibatches
+    (eq. 2.9), the targets copy it, and the critics alone take ``critic_steps`` updates of the policy
+    held fixed, so that the actor's first objective-loss steps (eq. 2.10) follow a critic of the cloned
+    policy rather than a random one. Then the agent trains as usual.
+    """
+
+    expert: Any
+    """An expert section (``kind``: ``run``, ``barzilai_borwein``, ``mpc``; see :mod:`amorctl.agents.experts`)."""
+    steps: PositiveInt = 10_000
+    """Expert transitions collected first (over all N copies)."""
+    imitation_steps: PositiveInt = 5_000
+    """Regression steps of the actor onto the expert's actions (the algorithm's batch size and learning rate)."""
+    critic_steps: NonNegativeInt = 5_000
+    """Critic-only updates after the imitation."""
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """A validated warm start with its expert built (see :class:`WarmStartConfig`)."""
+
+    expert: Expert
+    steps: int
+    imitation_steps: int
+    critic_steps: int
+
+
 class OffPolicyConfig(RunConfig):
     """Base of the configs of off-policy agents: ``env``, the algorithm's section and ``train``.
 
@@ -87,6 +121,7 @@ class OffPolicyConfig(RunConfig):
 
     env: Any = Field(default_factory=lambda: {"kind": "gym"})
     train: OffPolicyTrainConfig = Field(default_factory=OffPolicyTrainConfig)
+    warm_start: WarmStartConfig | None = None
 
     @model_validator(mode="after")
     def _check_sections(self) -> OffPolicyConfig:
@@ -113,6 +148,14 @@ class OffPolicyConfig(RunConfig):
             f"a batch through the networks ({self.SECTION}.batch_size, {self.SECTION}.hidden_sizes)":
                 4 * 8 * params["batch_size"] * max(widths, default=1),
         }, self.device)
+        if self.warm_start is not None:
+            if params["learning_starts"] > self.warm_start.steps:
+                raise ConfigError(
+                    f"config key '{self.SECTION}.learning_starts' ({params['learning_starts']}) exceeds "
+                    f"'warm_start.steps' ({self.warm_start.steps}): the expert's transitions take the place of "
+                    f"random exploration, so set learning_starts ≤ warm_start.steps"
+                )
+            self.warm_start.expert = validate_expert(self.warm_start.expert, self.env, "warm_start.expert")
         return self
 
     def algorithm_params(self) -> dict[str, Any]:
@@ -130,17 +173,21 @@ def build_off_policy(config: OffPolicyConfig, device: torch.device, inference: b
     params = config.algorithm_params()
     params = {**params, "buffer_size": num_envs} if inference else params
     train_env = make_env(config.env, num_envs, device)
-    eval_env = None
+    eval_env = warm_start = None
     try:
         eval_env = None if inference else make_env(config.env, config.train.eval_envs, device)
         algorithm = config.ALGORITHM(train_env, **params, seed=config.seed, device=device)
+        section = config.warm_start
+        if section is not None and not inference:
+            warm_start = WarmStart(make_expert(section.expert, device), section.steps, section.imitation_steps,
+                                   section.critic_steps)
     except BaseException:
         for env in (train_env, eval_env):
             if env is not None:
                 env.close()
         raise
     return OffPolicyLearner(algorithm, eval_env, eval_episodes=config.train.eval_episodes, seed=config.seed,
-                            save_replay_buffer=config.train.save_replay_buffer)
+                            save_replay_buffer=config.train.save_replay_buffer, warm_start=warm_start)
 
 
 class OffPolicyLearner(Learner):
@@ -154,6 +201,7 @@ class OffPolicyLearner(Learner):
         seed: the run's seed; the k-th evaluation's episodes are seeded as
             :func:`~amorctl.eval.seeds.periodic_eval_seed` says.
         save_replay_buffer: keep the replay buffer in checkpoints.
+        warm_start: clone an expert first (:class:`WarmStartConfig`); ``None`` for none.
     """
 
     def __init__(
@@ -164,8 +212,10 @@ class OffPolicyLearner(Learner):
         eval_episodes: int,
         seed: int,
         save_replay_buffer: bool = False,
+        warm_start: WarmStart | None = None,
     ):
-        self.algorithm, self.eval_env = algorithm, eval_env
+        self.algorithm, self.eval_env, self.warm_start = algorithm, eval_env, warm_start
+        self.warm_started = False
         self.eval_episodes, self.seed, self.save_replay_buffer = eval_episodes, seed, save_replay_buffer
         self.overshoot = algorithm.env.num_envs - 1
         self.evaluations = 0
@@ -178,8 +228,30 @@ class OffPolicyLearner(Learner):
         return self.algorithm.num_timesteps
 
     def advance(self, units: int) -> dict[str, torch.Tensor]:
+        warm = self.warm_start
+        if warm is not None and not self.warm_started:
+            return self._warm_start(warm, units)
         metrics = self.algorithm.collect_and_train(units)
         return {tag: metrics[name] for name, tag in _TAGS.items() if name in metrics}
+
+    def _warm_start(self, warm: WarmStart, units: int) -> dict[str, torch.Tensor]:
+        """Collect the expert's transitions (up to ``units`` of them now); once all are in, clone and fit the
+        critics (:class:`WarmStartConfig`)."""
+        algorithm = self.algorithm
+        expert = lambda obs: warm.expert(algorithm.env, obs).to(algorithm.device, torch.float32)  # noqa: E731
+        metrics = algorithm.collect_and_train(min(units, warm.steps - algorithm.num_timesteps), behaviour=expert)
+        found = {tag: metrics[name] for name, tag in _TAGS.items() if name in metrics}
+        if algorithm.num_timesteps < warm.steps:
+            return found
+        for _ in range(warm.imitation_steps):
+            loss = algorithm.imitation_step()
+        algorithm.sync_targets()
+        for _ in range(warm.critic_steps):
+            algorithm.train_step(update_actor=False)
+        self.warm_started = True
+        metrics = algorithm.loss_metrics()
+        return found | {tag: metrics[name] for name, tag in _TAGS.items() if name in metrics} | {
+            "warm_start/imitation_loss": loss}
 
     def evaluate(self) -> dict[str, float]:
         """Deterministic episodes of π(s) on the evaluation copies; mean and std of return and length."""
@@ -211,6 +283,7 @@ class OffPolicyLearner(Learner):
             "evaluations": self.evaluations,
             "last_eval": dict(self.last_eval),  # lists and numbers: loadable with weights_only
             "last_eval_at": self.last_eval_at,
+            "warm_started": self.warm_started,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -221,6 +294,7 @@ class OffPolicyLearner(Learner):
         self.algorithm.load_state_dict(algorithm)
         self.evaluations, self.last_eval = state["evaluations"], dict(state["last_eval"])
         self.last_eval_at = state["last_eval_at"]
+        self.warm_started = state.get("warm_started", False)
 
     def on_checkpoint(self) -> None:
         """Restart the training episodes: a checkpoint does not hold them, so a resumed run and an

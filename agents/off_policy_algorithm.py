@@ -26,6 +26,7 @@ from torch import nn
 from amorctl.agents.base import optimizer_state_of, parameters_of
 from amorctl.agents.replay_buffer import ReplayBuffer
 from amorctl.envs import BatchedEnv
+from amorctl.losses import regression_loss
 
 
 @torch.no_grad()
@@ -99,8 +100,11 @@ class OffPolicyAlgorithm(ABC):
         stream when ``None``)."""
 
     @abstractmethod
-    def train_step(self) -> None:
-        """One update on a sampled batch; keeps its (detached) losses for :meth:`loss_metrics`."""
+    def train_step(self, update_actor: bool = True) -> None:
+        """One update on a sampled batch; keeps its (detached) losses for :meth:`loss_metrics`.
+
+        ``update_actor=False`` updates the critics (and their targets) only, for the policy held fixed:
+        the critic phase of a warm start (:meth:`imitation_step` fitted the policy first)."""
 
     @abstractmethod
     def loss_metrics(self) -> dict[str, torch.Tensor]:
@@ -143,9 +147,33 @@ class OffPolicyAlgorithm(ABC):
             return self._action_noise.uniform_(-1.0, 1.0, generator=self.generator).clone()
         return self._act(obs, False, self.generator)
 
+    # ------------------------------------------------------------------------------------ warm start
+    def imitation_step(self) -> torch.Tensor:
+        """One regression step (eq. 2.9) of the deterministic policy onto the replay buffer's actions: with
+        a buffer holding an expert's transitions, behavioural cloning. Returns the (detached) loss."""
+        batch = self.replay_buffer.sample(self.batch_size, self.generator)
+        loss = regression_loss(self._act(batch.obs, True, None), batch.action)
+        optimizer = self.optimizers()["actor"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    def sync_targets(self) -> None:
+        """Copy every network into its target (``<name>_target``), e.g. after :meth:`imitation_step`."""
+        networks = self.networks()
+        for name, network in networks.items():
+            if name.endswith("_target"):
+                polyak_update(network, networks[name.removesuffix("_target")], 1.0)
+
     # ------------------------------------------------------------------------------------ collecting
-    def collect_and_train(self, num_env_steps: int) -> dict[str, torch.Tensor]:
+    def collect_and_train(
+        self, num_env_steps: int, behaviour: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Collect ⌈num_env_steps / N⌉ vectorized steps (N transitions each), training as it goes.
+
+        With ``behaviour`` (e.g. an expert: observations → actions in [-1, 1]) the transitions are
+        that policy's and nothing trains.
 
         Returns scalar tensors (CleanRL names): the latest update's losses (``losses/...``, once there
         are updates), and ``charts/episodic_return`` / ``charts/episodic_length``, means over the
@@ -156,7 +184,7 @@ class OffPolicyAlgorithm(ABC):
         obs = self._obs if self._obs is not None else self._reset_env()
         finished = torch.zeros(3, device=device)  # episodes ended, sum of their returns, sum of their lengths
         for _ in range(math.ceil(num_env_steps / n)):
-            action = self._explore(obs)
+            action = self._explore(obs) if behaviour is None else behaviour(obs)
             next_obs, reward, terminated, truncated, info = env.step(action)
             self.replay_buffer.add(obs, action, reward.to(device), info["final_obs"].to(device), terminated.to(device))
             ended = (terminated | truncated).float()
@@ -164,7 +192,7 @@ class OffPolicyAlgorithm(ABC):
             finished += torch.stack([ended.sum(), returns @ ended, lengths @ ended]).to(device)
             obs = next_obs.to(device)
             self.num_timesteps += n
-            if self.num_timesteps >= self.learning_starts:
+            if behaviour is None and self.num_timesteps >= self.learning_starts:
                 for _ in range(self.gradient_steps):
                     self.train_step()
         self._obs = obs

@@ -119,13 +119,14 @@ class SAC(OffPolicyAlgorithm):
         noise = torch.empty(*obs.shape[:-1], self.env.action_dim, device=obs.device).normal_(generator=generator)
         return self.actor.sample(obs, noise)[0]
 
-    def train_step(self) -> None:
-        """One SAC update: temperature, critics, actor, then the target critics (stable-baselines3's order)."""
+    def train_step(self, update_actor: bool = True) -> None:
+        """One SAC update: temperature, critics, actor, then the target critics (stable-baselines3's order);
+        the critics and their targets only with ``update_actor=False``."""
         batch = self.replay_buffer.sample(self.batch_size, self.generator)
         noise = self._noise[:, : len(batch.action)].normal_(generator=self.generator)
         action_pi, log_prob_pi = self.actor.sample(batch.obs, noise[0])
         alpha = self.alpha  # this update's α, read before the temperature moves (as stable-baselines3 does)
-        if self.alpha_optimizer is not None:
+        if update_actor and self.alpha_optimizer is not None:
             alpha_loss = -(self.log_alpha * (log_prob_pi.detach() + self.target_entropy)).mean()
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
@@ -141,15 +142,16 @@ class SAC(OffPolicyAlgorithm):
         qf_losses.sum().backward()
         self.critic_optimizer.step()
 
-        q_pi = self.critic(batch.obs, action_pi, frozen=True).min(dim=0).values
-        actor_loss = actor_objective_loss(q_pi, log_prob_pi, alpha)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
+        if update_actor:
+            q_pi = self.critic(batch.obs, action_pi, frozen=True).min(dim=0).values
+            actor_loss = actor_objective_loss(q_pi, log_prob_pi, alpha)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+            self._last_actor = (actor_loss.detach(), log_prob_pi.detach())
         polyak_update(self.critic_target, self.critic, self.tau)
         self.num_updates += 1
         self._last_critic = (q.detach(), qf_losses.detach())
-        self._last_actor = (actor_loss.detach(), log_prob_pi.detach())
 
     def loss_metrics(self) -> dict[str, torch.Tensor]:
         if self._last_critic is None or self._last_actor is None:

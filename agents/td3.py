@@ -156,7 +156,7 @@ class TD3(OffPolicyAlgorithm):
         next_q = self.critic_target(batch.next_obs, next_action)
         return clipped_double_q_target(batch.reward, batch.terminated, next_q, self.gamma)
 
-    def train_step(self) -> None:
+    def train_step(self, update_actor: bool = True) -> None:
         """One critic update on a sampled batch; every ``policy_delay``-th also updates actor and targets."""
         batch = self.replay_buffer.sample(self.batch_size, self.generator)
         target = self.critic_target_value(batch)
@@ -169,14 +169,15 @@ class TD3(OffPolicyAlgorithm):
         self._last_critic = (q.detach(), qf_losses.detach())
 
         if self.num_updates % self.policy_delay == 0:
-            # Objective loss (eq. 2.10) with f(a; s) = −Q_1(s, a); the critic is a constant here.
-            actor_loss = actor_objective_loss(self.critic(batch.obs, self.actor(batch.obs), member=0, frozen=True))
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optimizer.step()
-            polyak_update(self.actor_target, self.actor, self.tau)
+            if update_actor:
+                # Objective loss (eq. 2.10) with f(a; s) = −Q_1(s, a); the critic is a constant here.
+                actor_loss = actor_objective_loss(self.critic(batch.obs, self.actor(batch.obs), member=0, frozen=True))
+                self.actor_optimizer.zero_grad(set_to_none=True)
+                actor_loss.backward()
+                self.actor_optimizer.step()
+                polyak_update(self.actor_target, self.actor, self.tau)
+                self._last_actor_loss = actor_loss.detach()
             polyak_update(self.critic_target, self.critic, self.tau)
-            self._last_actor_loss = actor_loss.detach()
 
     def loss_metrics(self) -> dict[str, torch.Tensor]:
         metrics: dict[str, torch.Tensor] = {}

@@ -19,6 +19,15 @@ The objective gap f(y_t) − f* (f* from the family's reference solver, computed
 does) is recorded at every iteration t = 0..T; a baseline that diverges on a held-out problem has
 gap +inf there from then on. A policy row whose episode ends early (converged, or a rejected
 diverging update) keeps the gap of the state it reached.
+
+A run that imitated an expert (behavioural cloning / DAgger: the config has an ``expert`` section,
+e.g. the Barzilai–Borwein step size) gets the expert's row too, acting in the same held-out
+episodes, and an imitation summary on :data:`IMITATION_PROBLEMS` held-out problems: the mean over
+problems of the last iterate's gap and of the best iterate's gap (min over t ≤ T), for the policy
+and the expert, and their ratios. Both are reported because a non-monotone rule's last iterate is
+chaotic: perturbing the Barzilai–Borwein steps by 1e-4 (in [-1, 1] action units) moves the mean
+last-iterate gap of 16,384 quadratics by up to 3×, and its best-iterate gap by under 5 %
+(``benchmarks/RESULTS.md``, section 4).
 """
 
 from __future__ import annotations
@@ -48,6 +57,13 @@ MOMENTUM_GRID = (0.5, 0.8, 0.9, 0.95)
 
 POLICY = "policy"
 """The learned optimizer's name in the JSON, the plot and TensorBoard."""
+
+EXPERT = "expert"
+"""The imitated expert's name (runs with an ``expert`` section) in the JSON, the plot and TensorBoard."""
+
+IMITATION_PROBLEMS = 16_384
+"""Held-out problems of the policy-versus-expert summary (two batched rollouts: cheap, and the mean of a
+heavy-tailed gap needs them)."""
 
 
 def compare_with_baselines(
@@ -90,7 +106,10 @@ def compare_with_baselines(
         ``best_baseline`` (the one of gd / momentum / adam with the lowest final mean gap),
         ``ratio`` (policy final mean gap / the best baseline's; < 0.5 is the issue's bar),
         ``median_ratio`` (the same for medians), ``iterations``, ``num_heldout``,
-        ``heldout_seed``, ``tuning_seed`` and the paths ``json`` and ``png``.
+        ``heldout_seed``, ``tuning_seed`` and the paths ``json`` and ``png``; for a run with an
+        ``expert`` section also ``imitation_problems``, ``policy_last_mean_gap``, ``expert_last_mean_gap``,
+        ``policy_best_mean_gap``, ``expert_best_mean_gap`` and the ratios (policy / expert)
+        ``expert_last_ratio`` and ``expert_best_ratio``, on :data:`IMITATION_PROBLEMS` held-out problems.
     """
     if getattr(config.env, "kind", None) != "iterate":
         raise ValueError("compare_with_baselines needs a learned-optimizer run (config env.kind: iterate)")
@@ -110,6 +129,11 @@ def compare_with_baselines(
     x_train, y0_train = _draw(problem, num_tuning, device, env_options, tuning_seed)
 
     results: dict[str, dict[str, Any]] = {POLICY: _curves(policy_gaps, policy_diverged, None)}
+    expert = _expert_of(config, device)
+    if expert is not None:
+        expert_env = IterateEnv(problem, num_heldout, device=device, **env_options)
+        expert_gaps, expert_diverged, *_ = _policy_gaps(expert_env, lambda obs: expert(expert_env, obs), heldout_seed)
+        results[EXPERT] = _curves(expert_gaps, expert_diverged, None)
     for name in _baselines(problem):
         hyper = _tune(name, problem, x_train, y0_train, horizon)
         run = run_optimizer(name, problem, x_test, y0_test, horizon, **hyper)
@@ -132,6 +156,8 @@ def compare_with_baselines(
         "ratio": _ratio(final_mean[POLICY], final_mean[best]),
         "median_ratio": _ratio(final_median[POLICY], final_median[best]),
     }
+    if expert is not None:
+        summary |= _imitation(problem, env_options, device, policy, expert, heldout_seed)
     report = {
         **summary,
         "problem": dict(config.env.problem),
@@ -174,6 +200,31 @@ def _policy_gaps(env: IterateEnv, policy: Callable[[torch.Tensor], torch.Tensor]
         active = active & ~(terminated | truncated)
         gaps.append(gap)
     return torch.stack(gaps).double(), diverged, x, y0, f_star
+
+
+def _imitation(problem: Problem, env_options: dict[str, Any], device: torch.device, policy, expert,
+               seed: int) -> dict[str, Any]:
+    """Mean last-iterate and best-iterate gaps of policy and expert on :data:`IMITATION_PROBLEMS` problems."""
+    found: dict[str, Any] = {"imitation_problems": IMITATION_PROBLEMS}
+    for name, act in ((POLICY, lambda env: policy), (EXPERT, lambda env: lambda obs: expert(env, obs))):
+        env = IterateEnv(problem, IMITATION_PROBLEMS, device=device, **env_options)
+        gaps = _policy_gaps(env, act(env), seed)[0]
+        found[f"{name}_last_mean_gap"] = float(gaps[-1].mean())
+        found[f"{name}_best_mean_gap"] = float(gaps.min(dim=0).values.mean())
+    for which in ("last", "best"):
+        ratio = _ratio(found[f"{POLICY}_{which}_mean_gap"], found[f"{EXPERT}_{which}_mean_gap"])
+        found[f"expert_{which}_ratio"] = ratio
+    return found
+
+
+def _expert_of(config: Any, device: torch.device) -> Callable[[IterateEnv, torch.Tensor], torch.Tensor] | None:
+    """The expert a behavioural-cloning run imitated (its ``expert`` section), or ``None``."""
+    section = getattr(config, "expert", None)
+    if section is None:
+        return None
+    from amorctl.agents.experts import make_expert
+
+    return make_expert(section, device)
 
 
 def _baselines(problem: Problem) -> list[str]:
@@ -225,7 +276,8 @@ def _plot(results: dict[str, dict[str, Any]], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for name, result in results.items():
-        style = {"color": "black", "linewidth": 2.5} if name == POLICY else {"linewidth": 1.2}
+        style = {POLICY: {"color": "black", "linewidth": 2.5}, EXPERT: {"color": "black", "linestyle": "--"}}
+        style = style.get(name, {"linewidth": 1.2})
         label = name if result["hyperparameters"] is None else f"{name} ({_describe(result['hyperparameters'])})"
         for ax, key in zip(axes, ("mean_gap", "median_gap")):
             values = [min(max(v, 1e-14), 1e30) for v in result[key]]  # log scale: floor zeros, cap inf

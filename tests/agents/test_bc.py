@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from amorctl.agents import BehaviouralCloning
-from amorctl.agents.bc import BarzilaiBorweinConfig, make_barzilai_borwein
+from amorctl.agents.experts import BarzilaiBorweinConfig, make_barzilai_borwein
 from amorctl.envs import IterateEnv
 from amorctl.problems import Quadratic
 from amorctl.run.cli import evaluate_main, train_main
