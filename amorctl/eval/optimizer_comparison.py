@@ -21,7 +21,7 @@ gap +inf there from then on. A policy row whose episode ends early (converged, o
 diverging update) keeps the gap of the state it reached.
 
 A run that imitated an expert (behavioural cloning / DAgger: the config has an ``expert`` section,
-e.g. the Barzilai–Borwein step size) gets the expert's row too, acting in the same held-out
+e.g. the Barzilai–Borwein step size; or a ``warm_start`` of an off-policy agent) gets the expert's row too, acting in the same held-out
 episodes, and an imitation summary on :data:`IMITATION_PROBLEMS` held-out problems: the mean over
 problems of the last iterate's gap and of the best iterate's gap (min over t ≤ T), for the policy
 and the expert, and their ratios. Both are reported because a non-monotone rule's last iterate is
@@ -218,8 +218,8 @@ def _imitation(problem: Problem, env_options: dict[str, Any], device: torch.devi
 
 
 def _expert_of(config: Any, device: torch.device) -> Callable[[IterateEnv, torch.Tensor], torch.Tensor] | None:
-    """The expert a behavioural-cloning run imitated (its ``expert`` section), or ``None``."""
-    section = getattr(config, "expert", None)
+    """The expert a run imitated (the ``expert`` section of a BC run, a warm start's expert), or ``None``."""
+    section = getattr(config, "expert", None) or getattr(getattr(config, "warm_start", None), "expert", None)
     if section is None:
         return None
     from amorctl.agents.experts import make_expert
