@@ -121,7 +121,7 @@ def validate_expert(section: Any, env_section: Section, key: str = "expert") -> 
     if not isinstance(section, dict):
         raise ConfigError(f"config key '{key}' must be a section with a 'kind', got {section!r}")
     try:
-        kind = EXPERTS.lookup(section.get("kind"))
+        kind = EXPERTS.lookup(section.get("kind"), f"{key}.kind")
     except KeyError as error:
         raise ConfigError(str(error)) from None
     section = validate_section(kind.schema, section, key)

@@ -100,6 +100,10 @@ def test_distillation_of_a_trained_run(tmp_path, capsys):
     ("expert={kind: barzilai_borwein, fallback_step: 0}", "expert.fallback_step"),
     ("bc.beta_decay=0", "bc.beta_decay"),
     ("bc.beta_decay=1.5", "bc.beta_decay"),
+    ("bc.final_learning_rate=0", "bc.final_learning_rate"),
+    ("bc.final_learning_rate=.nan", "bc.final_learning_rate"),
+    ("bc.final_learning_rate=fast", "bc.final_learning_rate"),
+    ("bc.total_steps=5", "bc.total_steps"),  # the run's own train.total_steps, not a key
 ])
 def test_bad_experts_and_keys_are_one_sentence(override, expected, tmp_path, capsys):
     assert train_main([*DAGGER, f"runs_dir={tmp_path / 'runs'}", override]) == 2
@@ -161,3 +165,17 @@ def test_sizes_that_cannot_fit_are_refused_before_anything_is_built(override, ex
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and "GiB" in message and expected in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_learning_rate_anneals_linearly_to_its_final_value_over_the_run():
+    env = quadratic_env(num_envs=4)
+    learner = BehaviouralCloning(env, lambda env, obs: torch.zeros(len(obs), 1), None, hidden_sizes=(8,),
+                                 batch_size=8, learning_rate=1e-3, final_learning_rate=1e-5, total_steps=16)
+    metrics = learner.advance(8)
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert float(metrics["train/learning_rate"]) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    learner.advance(16)  # past the end it stays at the final value
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    learner.load_state_dict(learner.state_dict())  # a restore re-applies the schedule at the next step
+    learner.advance(4)
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
