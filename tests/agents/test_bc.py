@@ -72,6 +72,11 @@ def test_dagger_on_quadratics_trains_resumes_and_evaluates(tmp_path, capsys):
     assert json.loads((run / "eval" / "metrics.json").read_text())["expert_queries"] == 2400
     capsys.readouterr()
     assert evaluate_main([str(run), "--episodes", "4"]) == 0
+    report = json.loads((run / "eval" / "evaluate.json").read_text())["report"]
+    assert report["imitation_problems"] == 16384  # the policy against the expert it imitated
+    assert 0 < report["expert_best_mean_gap"] <= report["expert_last_mean_gap"]
+    assert report["expert_best_ratio"] == report["policy_best_mean_gap"] / report["expert_best_mean_gap"]
+    assert "expert_best_ratio" in capsys.readouterr().out
 
 
 def test_distillation_of_a_trained_run(tmp_path, capsys):
