@@ -1,7 +1,7 @@
 """Learners, installed as ``amorctl.agents``: the learner protocol, the agent registry and the agents.
 
-Importing this package registers the shipped agents (``direct``, ``td3``, ``ddpg``, ``sac``, ``bc``) and
-the experts (``run``, ``barzilai_borwein``, ``mpc``).
+Importing this package registers the shipped agents (``direct``, ``td3``, ``ddpg``, ``sac``, ``bc``, ``sb3``)
+and the experts (``run``, ``barzilai_borwein``, ``mpc``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from amorctl.agents.off_policy import OffPolicyLearner
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm, polyak_update
 from amorctl.agents.replay_buffer import ReplayBuffer, Transitions
 from amorctl.agents.sac import SAC, SACConfig
+from amorctl.agents.sb3 import SB3Config, SB3Learner, register_gym_form
 from amorctl.agents.td3 import TD3, TD3Config, clipped_double_q_target, smoothed_target_action
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "OffPolicyLearner",
     "ReplayBuffer",
     "SACConfig",
+    "SB3Config",
+    "SB3Learner",
     "TD3Config",
     "Transitions",
     "clipped_double_q_target",
@@ -46,5 +49,6 @@ __all__ = [
     "polyak_update",
     "register_agent",
     "register_expert",
+    "register_gym_form",
     "smoothed_target_action",
 ]

@@ -21,12 +21,13 @@ gap +inf there from then on. A policy row whose episode ends early (converged, o
 diverging update) keeps the gap of the state it reached.
 
 A run that imitated an expert (behavioural cloning / DAgger: the config has an ``expert`` section,
-e.g. the Barzilai–Borwein step size; or a ``warm_start`` of an off-policy agent) gets the expert's row too, acting in the same held-out
-episodes, and an imitation summary on :data:`IMITATION_PROBLEMS` held-out problems: the mean over
-problems of the last iterate's gap and of the best iterate's gap (min over t ≤ T), for the policy
-and the expert, and their ratios. Both are reported because a non-monotone rule's last iterate is
-chaotic: perturbing the Barzilai–Borwein steps by 1e-4 (in [-1, 1] action units) moves the mean
-last-iterate gap of 16,384 quadratics by up to 3×, and its best-iterate gap by under 5 %
+e.g. the Barzilai–Borwein step size; or a ``warm_start`` of an off-policy agent) gets the
+expert's row too, acting in the same held-out episodes, and an imitation summary on
+:data:`IMITATION_PROBLEMS` held-out problems: the mean over problems of the last iterate's gap and
+of the best iterate's gap (min over t ≤ T), for the policy and the expert, and their ratios. Both
+are reported because a non-monotone rule's last iterate is chaotic: perturbing the
+Barzilai–Borwein steps by 1e-4 (in [-1, 1] action units) moves the mean last-iterate gap of
+16,384 quadratics by up to 3×, and its best-iterate gap by under 5 %
 (``benchmarks/RESULTS.md``, section 4).
 """
 
