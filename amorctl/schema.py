@@ -84,6 +84,15 @@ class Schedule:
     """The config key of ``target``; its last part is the stop reason when the target is reached."""
 
 
+KEYS_ADDED_LATER: dict[str, Any] = {
+    "warm_start": None,
+    "bc.final_learning_rate": None,
+}
+"""Config keys introduced after run directories existed, with the value that reproduces the versions
+before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),
+while any other missing key means a truncated file. Add a key here when adding it to a config."""
+
+
 class RunConfig(Section):
     """Keys every run has; an agent's config extends it with its own sections.
 

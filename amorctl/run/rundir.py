@@ -14,7 +14,7 @@ import yaml
 from amorctl.run.atomic import atomic_write_text, remove_temporaries
 from amorctl.run.config import apply_override, parse_yaml, to_yaml, validate_config
 from amorctl.run.errors import CheckpointError, ConfigError
-from amorctl.schema import RunConfig
+from amorctl.schema import KEYS_ADDED_LATER, RunConfig
 
 
 class RunDir:
@@ -89,7 +89,9 @@ class RunDir:
         """The run's saved config with ``overrides`` applied (e.g. a larger ``train.steps``).
 
         Besides what :meth:`read_saved_config` refuses, a file that lacks a setting the resolved
-        config has (a truncated ``config.yaml``) is refused rather than completed with defaults.
+        config has (a truncated ``config.yaml``) is refused rather than completed with defaults, except
+        a key of :data:`~amorctl.schema.KEYS_ADDED_LATER` that resolves to the value that reproduces the
+        versions before it (a run directory written before the key existed).
         """
         raw = self.read_saved_config()
         for override in overrides:
@@ -193,10 +195,14 @@ def _unwritable(runs_dir: str | Path, error: Exception) -> ConfigError:
 
 
 def _first_missing_key(resolved: dict[str, Any], raw: dict[str, Any], prefix: str = "") -> str | None:
-    """The first dotted key of ``resolved`` (recursing into sections) that ``raw`` lacks, else ``None``."""
+    """The first dotted key of ``resolved`` (recursing into sections) that ``raw`` lacks, else ``None``; a key
+    added later is not missing where it resolves to its earlier value."""
     for key, value in resolved.items():
+        dotted = f"{prefix}{key}"
         if key not in raw:
-            return f"{prefix}{key}"
+            if dotted in KEYS_ADDED_LATER and value == KEYS_ADDED_LATER[dotted]:
+                continue
+            return dotted
         if isinstance(value, dict) and isinstance(raw[key], dict):
             missing = _first_missing_key(value, raw[key], f"{prefix}{key}.")
             if missing is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import os
 from datetime import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from amorctl.run import rundir
 from amorctl.run.cli import evaluate_main, train_main
@@ -121,3 +123,21 @@ def test_a_truncated_config_yaml_is_refused_not_completed_with_defaults(tiny_con
 def test_a_saved_config_loads_back_unchanged(tiny_config):
     config = tiny_config("train.steps=9", "seed=3")
     assert RunDir.open(RunDir.create(config).root).load_config() == config
+
+
+@pytest.mark.parametrize(("config_file", "key"), [("td3_pendulum.yaml", "warm_start"),
+                                                   ("dagger_opt_quadratic.yaml", "bc.final_learning_rate")])
+def test_a_run_written_before_a_key_existed_loads_with_the_earlier_value(config_file, key, tmp_path):
+    """A key of KEYS_ADDED_LATER may be absent from an older config.yaml (it resolves to the earlier value)."""
+    from amorctl.run.config import load_config
+    from amorctl.schema import KEYS_ADDED_LATER
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    run = RunDir.create(load_config(root / config_file, [f"runs_dir={tmp_path}", "device=cpu"]))
+    raw = yaml.safe_load(run.config_path.read_text())
+    section, _, leaf = key.rpartition(".")
+    (raw[section] if section else raw).pop(leaf)
+    run.config_path.write_text(yaml.safe_dump(raw))
+    config = run.load_config()
+    value = getattr(config, key) if not section else getattr(config, section)[leaf]
+    assert value == KEYS_ADDED_LATER[key]
