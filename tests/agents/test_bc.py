@@ -19,7 +19,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DAGGER = ["--no-progress", "--config", str(CONFIGS / "dagger_opt_quadratic.yaml"), "device=cpu", "name=tiny_bc",
           "env.num_envs=8", "env.problem.dim=4", "env.iterate.max_iterations=10", "bc.hidden_sizes=[32, 32]",
           "bc.round_steps=400", "train.total_steps=1600", "train.log_every=400", "train.eval_every=800",
-          "train.eval_episodes=16", "train.eval_envs=16", "train.checkpoint_every=800"]
+          "train.eval_episodes=16", "train.eval_envs=16", "train.checkpoint_every=800", "bc.gradient_steps=1",
+          "bc.batch_size=256", "bc.final_learning_rate=null"]
 
 
 def quadratic_env(num_envs: int = 3) -> IterateEnv:
