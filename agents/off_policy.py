@@ -28,6 +28,7 @@ from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     FiniteFloat,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
     RunConfig,
@@ -80,17 +81,21 @@ class OffPolicyTrainConfig(ScheduleConfig):
 class WarmStartConfig(Section):
     """The ``warm_start`` section: behavioural cloning from an expert before the agent's own updates.
 
-    The first ``steps`` transitions are the expert's (they fill the replay buffer in place of random
-    exploration); then the actor regresses onto the expert's actions for ``imitation_steps`` minibatches
-    (eq. 2.9), the targets copy it, and the critics alone take ``critic_steps`` updates of the policy
-    held fixed, so that the actor's first objective-loss steps (eq. 2.10) follow a critic of the cloned
-    policy rather than a random one. Then the agent trains as usual.
+    The first ``steps`` transitions are the expert's, with Gaussian noise of std ``noise`` on its
+    actions (they fill the replay buffer in place of random exploration; without noise the critics
+    would see one action per state and learn nothing of how Q depends on it). Then the actor
+    regresses onto the buffer's actions for ``imitation_steps`` minibatches (eq. 2.9; the noise
+    averages out), the targets copy it, and the critics alone take ``critic_steps`` updates of the
+    policy held fixed, so that the actor's first objective-loss steps (eq. 2.10) follow a critic of
+    the cloned policy rather than a random one. Then the agent trains as usual.
     """
 
     expert: Any
     """An expert section (``kind``: ``run``, ``barzilai_borwein``, ``mpc``; see :mod:`amorctl.agents.experts`)."""
     steps: PositiveInt = 10_000
     """Expert transitions collected first (over all N copies)."""
+    noise: NonNegativeFloat = 0.2
+    """Std of the Gaussian noise on the expert's actions while collecting (clipped to [-1, 1])."""
     imitation_steps: PositiveInt = 5_000
     """Regression steps of the actor onto the expert's actions (the algorithm's batch size and learning rate)."""
     critic_steps: NonNegativeInt = 5_000
@@ -103,6 +108,7 @@ class WarmStart:
 
     expert: Expert
     steps: int
+    noise: float
     imitation_steps: int
     critic_steps: int
 
@@ -179,8 +185,8 @@ def build_off_policy(config: OffPolicyConfig, device: torch.device, inference: b
         algorithm = config.ALGORITHM(train_env, **params, seed=config.seed, device=device)
         section = config.warm_start
         if section is not None and not inference:
-            warm_start = WarmStart(make_expert(section.expert, device), section.steps, section.imitation_steps,
-                                   section.critic_steps)
+            warm_start = WarmStart(make_expert(section.expert, device), section.steps, section.noise,
+                                   section.imitation_steps, section.critic_steps)
     except BaseException:
         for env in (train_env, eval_env):
             if env is not None:
@@ -238,7 +244,11 @@ class OffPolicyLearner(Learner):
         """Collect the expert's transitions (up to ``units`` of them now); once all are in, clone and fit the
         critics (:class:`WarmStartConfig`)."""
         algorithm = self.algorithm
-        expert = lambda obs: warm.expert(algorithm.env, obs).to(algorithm.device, torch.float32)  # noqa: E731
+        def expert(obs: torch.Tensor) -> torch.Tensor:
+            action = warm.expert(algorithm.env, obs).to(algorithm.device, torch.float32)
+            noise = torch.randn(action.shape, device=algorithm.device, generator=algorithm.generator)
+            return (action + warm.noise * noise).clamp_(-1.0, 1.0)
+
         metrics = algorithm.collect_and_train(min(units, warm.steps - algorithm.num_timesteps), behaviour=expert)
         found = {tag: metrics[name] for name, tag in _TAGS.items() if name in metrics}
         if algorithm.num_timesteps < warm.steps:

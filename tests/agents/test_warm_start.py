@@ -19,7 +19,7 @@ WARM = ["--no-progress", "--config", str(CONFIGS / "td3_opt_quadratic_warm_start
         "td3.learning_starts=400", "td3.gradient_steps=1", "td3.buffer_size=5000", "warm_start.steps=400",
         "warm_start.imitation_steps=1500", "warm_start.critic_steps=50", "train.total_steps=480",
         "train.log_every=400", "train.eval_every=400", "train.eval_episodes=16", "train.eval_envs=16",
-        "train.checkpoint_every=400", "train.save_replay_buffer=true"]
+        "train.checkpoint_every=400", "train.save_replay_buffer=true", "warm_start.noise=0.05"]
 
 
 def test_a_warm_started_td3_run_starts_from_the_cloned_expert_and_resumes(tmp_path):
@@ -86,6 +86,8 @@ def test_critic_only_updates_leave_the_actor_alone():
     ("warm_start.expert={kind: run, path: /nonexistent/run}", "does not exist"),
     ("warm_start.expert=3", "warm_start.expert"),
     ("warm_start.critic_steps=-1", "warm_start.critic_steps"),
+    ("warm_start.noise=-0.1", "warm_start.noise"),
+    ("warm_start.noise=.inf", "warm_start.noise"),
     ("warm_start.imitation_steps=0", "warm_start.imitation_steps"),
     ("warm_start.typo=1", "warm_start.typo"),
     ("warm_start.expert={kind: mpc}", "pendulum_mpc"),
