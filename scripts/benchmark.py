@@ -3,7 +3,8 @@
 
 Sections: ``td3-throughput`` and ``sac-throughput`` (amorctl's TD3 / SAC against stable-baselines3's with
 identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-baselines3 with the RL Zoo's
-settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget`` and ``iterate-throughput``. Record results in
+settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput`` and
+``expert-sensitivity``. Record results in
 ``benchmarks/RESULTS.md``.
 """
 
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=3)
 
+    p = sections.add_parser("expert-sensitivity", help="the Barzilai–Borwein expert's mean gaps under small "
+                            "action noise (the yardstick of DAgger's imitation)")
+    p.add_argument("--problems", type=int, default=16384)
+    p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1e-4, 1e-3, 3e-3])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -68,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_section(args: argparse.Namespace) -> str:
     """The Markdown report of the chosen section."""
+    if args.section == "expert-sensitivity":
+        from amorctl.benchmarking.imitation import expert_sensitivity
+
+        return expert_sensitivity(args.problems, args.sigmas, args.seeds)
+
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
 

@@ -144,3 +144,13 @@ def test_sac_pendulum_zoo_entry_leaves_the_rest_to_sb3_defaults():
     from amorctl.benchmarking.time_to_solve import SPECS
 
     assert SPECS["sac"].zoo["pendulum"] == {"entry": "Pendulum-v1", "learning_rate": 1e-3}
+
+
+def test_expert_sensitivity_reports_the_unperturbed_expert_as_the_reference():
+    from amorctl.benchmarking.imitation import expert_sensitivity
+
+    table = expert_sensitivity(32, [0.0, 0.01], [0])
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| 2000000")]
+    assert len(rows) == 2
+    assert rows[0][4].strip() == "1.00" and rows[0][6].strip() == "1.00"  # σ = 0 is the reference
+    assert float(rows[1][3]) > 0 and float(rows[1][5]) > 0
