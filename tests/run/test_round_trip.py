@@ -76,9 +76,28 @@ def check_round_trip(config, tmp_path: Path) -> None:
     assert reopened.model_dump() == config.model_dump()
 
 
+NEEDS_A_TEACHER = {"bc_halfcheetah_distill"}
+"""Shipped configs that name a trained run on the command line (``expert.path=RUN``)."""
+
+
+@pytest.fixture(scope="module")
+def halfcheetah_teacher(tmp_path_factory) -> Path:
+    """A TD3 run on HalfCheetah-v5 of a few transitions: enough to be an expert."""
+    from amorctl.run.cli import train_main
+
+    runs = tmp_path_factory.mktemp("teacher")
+    assert train_main(["--no-progress", "--config", str(ROOT / "configs" / "td3_halfcheetah.yaml"), "device=cpu",
+                       f"runs_dir={runs}", "td3.hidden_sizes=[8]", "td3.buffer_size=64", "td3.learning_starts=8",
+                       "train.total_steps=16", "train.log_every=8", "train.eval_every=16", "train.eval_episodes=1",
+                       "train.eval_envs=1", "train.checkpoint_every=16", "env.max_episode_steps=4"]) == 0
+    (run,) = (runs / "td3_halfcheetah").iterdir()
+    return run
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
-def test_every_shipped_config_round_trips(path, tmp_path):
-    config = load_config(path, ["device=cpu", f"runs_dir={tmp_path / 'runs'}"])
+def test_every_shipped_config_round_trips(path, tmp_path, request):
+    extra = [f"expert.path={request.getfixturevalue('halfcheetah_teacher')}"] if path.stem in NEEDS_A_TEACHER else []
+    config = load_config(path, ["device=cpu", f"runs_dir={tmp_path / 'runs'}", *extra])
     check_round_trip(config, tmp_path)
 
 
