@@ -165,8 +165,8 @@ class _SparsemaxFunction(torch.autograd.Function):
 
 def sparsemax(z: torch.Tensor) -> torch.Tensor:
     """Euclidean projection of ``z`` onto the probability simplex along the last dimension (eq. 2.22)."""
-    if z.shape[-1] == 0:
-        raise ValueError("sparsemax needs a non-empty last dimension")
+    if z.dim() == 0 or z.shape[-1] == 0:
+        raise ValueError(f"sparsemax needs a non-empty last dimension, got shape {tuple(z.shape)}")
     return _SparsemaxFunction.apply(z)
 
 
@@ -197,7 +197,8 @@ class Sphere(nn.Module):
     """Euclidean projection onto the sphere of radius r (eq. 2.23): π(x) = r·x / ‖x‖.
 
     Exact and idempotent for x ≠ 0; at x = 0 (where every point of the sphere is nearest) the norm is
-    clamped below by ``eps``, as :func:`torch.nn.functional.normalize` does.
+    clamped below by ``eps``, as :func:`torch.nn.functional.normalize` does: the output is 0 there and
+    the gradient finite but of order r/eps.
     """
 
     euclidean = True

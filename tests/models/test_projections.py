@@ -223,6 +223,8 @@ def test_registry_names_every_projection_and_explains_typos():
             build(**keys)
     with pytest.raises(ValueError, match="last dimension"):
         SecondOrderCone()(torch.ones(3, 1))
+    with pytest.raises(ValueError, match="last dimension"):
+        Sparsemax()(torch.tensor(1.0))
 
 
 def test_model_projection_sigmoid_ends_in_the_problem_box():
