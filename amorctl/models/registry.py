@@ -12,7 +12,7 @@ from typing import Literal
 from torch import nn
 
 from amorctl.models.mlp import FullyAmortizedMLP
-from amorctl.models.projections import TanhBox
+from amorctl.models.projections import make_projection
 from amorctl.problems import Problem
 from amorctl.registry import Registry
 from amorctl.schema import PositiveInt
@@ -39,15 +39,17 @@ def mlp(
     *,
     hidden_sizes: Sequence[PositiveInt] = (256, 256),
     activation: Literal["relu", "elu", "silu", "tanh"] = "relu",
-    projection: Literal["auto", "none", "tanh"] = "auto",
+    projection: Literal["auto", "none", "tanh", "sigmoid"] = "auto",
 ) -> FullyAmortizedMLP:
     """The fully-amortized MLP ŷθ(x) (Definition 2) for ``problem``.
 
-    ``projection``: ``tanh`` ends in the tanh projection onto the problem's box (Definition 4),
-    ``none`` in nothing, ``auto`` in the tanh projection when the problem has a box.
+    ``projection``: ``tanh`` or ``sigmoid`` end in that projection onto the problem's box (Definition 4;
+    sigmoid is eq. 2.20), ``none`` in nothing, ``auto`` in the tanh projection when the problem has a box.
+    The other projections of :data:`~amorctl.models.projections.PROJECTIONS` (simplex, sphere, cone, ...)
+    map onto domains no problem family declares, so they are for models of your own (``make_projection``).
     """
-    if projection == "tanh" and problem.bounds is None:
-        raise ValueError(f"model.projection='tanh' needs a box domain, but {type(problem).__name__} has none")
+    if projection in ("tanh", "sigmoid") and problem.bounds is None:
+        raise ValueError(f"model.projection={projection!r} needs a box domain, but {type(problem).__name__} has none")
     if projection == "auto":
         projection = "tanh" if problem.bounds is not None else "none"
     return FullyAmortizedMLP(
@@ -55,7 +57,7 @@ def mlp(
         problem.solution_dim,
         hidden_sizes,
         activation,
-        TanhBox(*problem.bounds) if projection == "tanh" else None,
+        None if projection == "none" else make_projection(projection, low=problem.bounds[0], high=problem.bounds[1]),
     )
 
 

@@ -139,7 +139,7 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("model-hidden-int", DIRECT, ["model.hidden_sizes=16"], "'model.hidden_sizes'"),
     ("model-hidden-float", DIRECT, ["model.hidden_sizes=[16.5]"], "'model.hidden_sizes"),
     ("model-activation", DIRECT, ["model.activation=gelu"], "'model.activation'"),
-    ("model-projection", DIRECT, ["model.projection=sigmoid"], "'model.projection'"),
+    ("model-projection", DIRECT, ["model.projection=sparsemax"], "'model.projection'"),
     ("model-projection-no-box", DIRECT, ["model.projection=tanh"], "model"),
     ("model-typo", DIRECT, ["model.hidden_size=[8]"], "did you mean 'hidden_sizes'"),
     # ------------------------------------------------------------------------- direct: loss.*
