@@ -132,6 +132,10 @@ cannot compute such inner products from element-wise signed logs with any accura
     - ``"objective"``: −(f(y_{t+1}) − f_ref)/S.
     - ``"per_step"``: −1 every iteration, so the return is minus the iterations used (as in RLQP).
 
+    ``reward_clip`` = c (default ``None``: no clipping) clips every per-step reward, the divergence
+    penalty included, to [−c, c], so that a client sees rewards on a known scale whatever the
+    problem does (a huge overshoot that does not yet count as divergence, or a step to the gap floor).
+
     **Termination.** ``terminated`` when the reached iterate is converged (``convergence="gradient"``:
     stationarity ≤ ``tolerance``; ``"gap"``: f − f* ≤ ``tolerance``, needs a solver) or diverged;
     ``truncated`` after T iterations otherwise. A step diverges when the new iterate, its objective
@@ -185,6 +189,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         gap_floor: _Positive = 1e-6,
         divergence_threshold: Annotated[float, Gt(0), AllowInfNan(True)] = 1e6,
         divergence_penalty: _NonNegative | None = None,
+        reward_clip: _Positive | None = None,
         seeding: Seeding = "shared",
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
@@ -217,6 +222,8 @@ cannot compute such inner products from element-wise signed logs with any accura
                divergence_threshold)
         _check(divergence_penalty is None or divergence_penalty >= 0, "divergence_penalty",
                "a non-negative number or None", divergence_penalty)
+        _check(reward_clip is None or 0 < reward_clip < math.inf, "reward_clip", "a positive finite number or None",
+               reward_clip)
         omit_blocks = tuple(omit_blocks)
         _check(all(b in OMITTABLE_BLOCKS for b in omit_blocks), "omit_blocks",
                f"a list of block names out of {', '.join(OMITTABLE_BLOCKS)}", omit_blocks)
@@ -245,6 +252,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         if divergence_penalty is None:
             divergence_penalty = float(max_iterations) if reward in ("per_step", "objective") else 10.0
         self.divergence_penalty = float(divergence_penalty)
+        self.reward_clip = None if reward_clip is None else float(reward_clip)
         self.seeding = seeding
         self.device, self.dtype = torch.device(device), dtype
 
@@ -331,6 +339,8 @@ cannot compute such inner products from element-wise signed logs with any accura
 
         reward = self._reward(self._f, f_new)
         reward = torch.where(diverged, torch.full_like(reward, -self.divergence_penalty), reward)
+        if self.reward_clip is not None:
+            reward = reward.clamp(-self.reward_clip, self.reward_clip)
 
         if self.history > 0:
             update = proposal - y

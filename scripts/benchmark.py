@@ -3,9 +3,10 @@
 
 Sections: ``td3-throughput`` and ``sac-throughput`` (amorctl's TD3 / SAC against stable-baselines3's with
 identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-baselines3 with the RL Zoo's
-settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput`` and
-``expert-sensitivity``. Record results in
-``benchmarks/RESULTS.md``.
+settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput``, ``gym-ids-sb3``
+(stable-baselines3's SAC, TD3 and PPO with their default hyper-parameters on the registered ``amorctl/*`` ids,
+against the random policy and the zero action) and ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
+under small action noise). Record results in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1e-4, 1e-3, 3e-3])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
 
+    p = sections.add_parser("gym-ids-sb3", help="stable-baselines3 SAC/TD3/PPO with default hyper-parameters on "
+                            "every registered amorctl/* id, against the random policy and the zero action")
+    p.add_argument("--steps", type=int, default=20_000, help="training env steps per run")
+    p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per policy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--algos", nargs="+", choices=["SAC", "TD3", "PPO"], default=["SAC", "TD3", "PPO"])
+    p.add_argument("--ids", nargs="+", default=None, help="registered ids (default: all of ITERATE_ENV_IDS)")
+    p.add_argument("--out", default="benchmarks")
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -84,6 +95,12 @@ def _run_section(args: argparse.Namespace) -> str:
         from amorctl.benchmarking.iterate import iterate_throughput
 
         return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats)
+
+    if args.section == "gym-ids-sb3":
+        from amorctl.benchmarking.gym_ids import gym_ids_sb3
+
+        return gym_ids_sb3(steps=args.steps, episodes=args.episodes, seed=args.seed, workers=args.workers,
+                           algorithms=tuple(args.algos), env_ids=tuple(args.ids) if args.ids else None, out=args.out)
 
     if args.section.endswith("-throughput"):
         from amorctl.benchmarking.throughput import throughput

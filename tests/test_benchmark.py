@@ -154,3 +154,31 @@ def test_expert_sensitivity_reports_the_unperturbed_expert_as_the_reference():
     assert len(rows) == 2
     assert rows[0][4].strip() == "1.00" and rows[0][6].strip() == "1.00"  # σ = 0 is the reference
     assert float(rows[1][3]) > 0 and float(rows[1][5]) > 0
+
+
+def test_gym_ids_sb3_section_writes_every_cell_with_its_references(tmp_path):
+    command = [
+        sys.executable, "scripts/benchmark.py", "gym-ids-sb3", "--steps", "64", "--episodes", "2", "--workers", "1",
+        "--algos", "TD3", "--ids", "amorctl/Quadratic-v0", "--out", str(tmp_path),
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("### stable-baselines3 defaults on the registered ids (64 steps")
+    assert "| amorctl/Quadratic-v0 | TD3 |" in result.stdout
+    assert "scripts/benchmark.py gym-ids-sb3 --steps 64" in result.stdout and "load average" in result.stdout
+    rows = (tmp_path / "gym_ids_sb3.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[0].startswith("env_id,algorithm,seed,steps,")
+    assert (tmp_path / "gym_ids_sb3.json").exists()
+
+
+def test_reference_policies_play_the_same_evaluation_episodes():
+    from amorctl.benchmarking.gym_ids import episode_returns, reference_returns
+    from amorctl.envs import register_iterate_envs
+
+    register_iterate_envs()
+    zero = episode_returns("amorctl/Lasso-v0", lambda obs, k: [0.0], 3)
+    again = episode_returns("amorctl/Lasso-v0", lambda obs, k: [0.0], 3)
+    assert zero.tolist() == again.tolist() and len(set(zero.tolist())) == 3  # seeded, and three problems
+    references = reference_returns("amorctl/Lasso-v0", 3)
+    assert references["zero"] == pytest.approx(zero.mean())
+    assert references == reference_returns("amorctl/Lasso-v0", 3)  # the random policy is seeded per episode

@@ -1,7 +1,9 @@
 """Throughput of the optimizer-as-MDP environment: natively batched against gymnasium's sync vectorization.
 
 ``scripts/benchmark.py iterate-throughput`` calls :func:`iterate_throughput`. Both forms run the same
-family with the same (default) :class:`~amorctl.envs.IterateEnv` options, N copies, uniformly random
+family with the same :class:`~amorctl.envs.IterateEnv` options, those of the registered id
+(:func:`~amorctl.envs.iterate_gym.registered_kwargs`; before 2026-11-30 the ids and this benchmark used
+IterateEnv's own defaults), N copies, uniformly random
 actions drawn before the clock starts, and auto-resets of finished episodes included; a reset before
 each timed repeat is not timed. The batched form is :class:`~amorctl.envs.IterateEnv` with N rows; the
 reference is ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="sync")`` over the registered
@@ -32,6 +34,7 @@ def iterate_throughput(num_envs: int, family: str, steps: int, repeats: int) -> 
     import gymnasium as gym
 
     from amorctl.envs import ITERATE_ENV_IDS, IterateEnv, register_iterate_envs
+    from amorctl.envs.iterate_gym import registered_kwargs
     from amorctl.problems import make_problem
 
     if min(num_envs, steps, repeats) < 1:
@@ -41,7 +44,8 @@ def iterate_throughput(num_envs: int, family: str, steps: int, repeats: int) -> 
         raise ValueError(f"unknown family {family!r}; expected one of: {', '.join(sorted(ids))}")
     register_iterate_envs()
 
-    batched = IterateEnv(make_problem(family), num_envs)
+    options = registered_kwargs(family)
+    batched = IterateEnv(make_problem(options.pop("problem")), num_envs, **options)
     generator = torch.Generator().manual_seed(SEED)
     actions = torch.rand(steps, num_envs, batched.action_dim, generator=generator) * 2 - 1
 

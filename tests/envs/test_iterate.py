@@ -14,7 +14,8 @@ import torch
 
 from amorctl.envs import ITERATE_ENV_IDS, IterateEnv, IterateGymEnv, register_iterate_envs
 from amorctl.envs.iterate import signed_log
-from amorctl.problems import Lasso, PendulumMPC, Problem, Quadratic, Rosenbrock
+from amorctl.envs.iterate_gym import DEFAULT_MAX_ITERATIONS, REWARD_BOUND, STEP_SIZE_RANGES, registered_kwargs
+from amorctl.problems import Lasso, PendulumMPC, Problem, Quadratic, Rosenbrock, make_problem
 
 RHO = 1e-6  # IterateEnv's default gap_floor
 
@@ -386,13 +387,14 @@ def test_check_env_passes_for_every_registered_id(env_id):
     unexpected = [str(w.message) for w in caught if not any(k in str(w.message) for k in KNOWN_CHECKER_WARNINGS)]
     assert not unexpected
     env = gym.make(env_id)
-    assert env.spec.max_episode_steps == 50
+    assert env.spec.max_episode_steps == DEFAULT_MAX_ITERATIONS
     obs, _ = env.reset(seed=0)
     assert obs.dtype == np.float32 and obs.shape == env.observation_space.shape
 
 
 def test_gym_env_errors_and_kwargs_forwarding():
-    env = gym.make("amorctl/Quadratic-v0", problem_kwargs={"dim": 3}, action="step_size", history=1)
+    env = gym.make("amorctl/Quadratic-v0", problem_kwargs={"dim": 3}, action="step_size", history=1,
+                   secant_features=False, omit_blocks=())
     assert env.action_space.shape == (1,) and env.observation_space.shape == (3 + 4 * 3,)
     raw = IterateGymEnv("rosenbrock")
     with pytest.raises(RuntimeError, match="reset"):
@@ -416,7 +418,8 @@ def test_importing_amorctl_registers_nothing_and_one_call_registers_the_ids():
 def test_sb3_td3_trains_on_the_gym_env():
     from stable_baselines3 import TD3
 
-    env = gym.make("amorctl/Quadratic-v0", problem_kwargs={"dim": 3}, max_iterations=20, max_episode_steps=20)
+    env = gym.make("amorctl/Quadratic-v0", problem_kwargs={"dim": 3}, max_iterations=20, max_episode_steps=20,
+                   action="update")
     model = TD3("MlpPolicy", env, learning_starts=50, buffer_size=1000, batch_size=32, seed=0, device="cpu",
                 policy_kwargs={"net_arch": [16, 16]})
     before = [p.detach().clone() for p in model.actor.parameters()]
@@ -425,6 +428,86 @@ def test_sb3_td3_trains_on_the_gym_env():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.actor.parameters()))
     action, _ = model.predict(env.reset(seed=1)[0], deterministic=True)
     assert action.shape == (3,) and np.all(np.abs(action) <= 1)
+
+
+def _registered_returns(env_id: str, act, episodes: int = 8) -> tuple[np.ndarray, list[float]]:
+    """Episode returns of ``act(obs, rng)`` on the registered id, and every per-step reward seen."""
+    env, rng = gym.make(env_id), np.random.default_rng(0)
+    returns, rewards = np.zeros(episodes), []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=100 + k)
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(np.asarray(act(obs, rng), dtype=np.float32))
+            returns[k] += reward
+            rewards.append(reward)
+            done = terminated or truncated
+    return returns, rewards
+
+
+@pytest.mark.parametrize("env_id", list(ITERATE_ENV_IDS))
+def test_registered_ids_default_to_the_scale_free_step_size_set_up(env_id):
+    env = gym.make(env_id)
+    inner = env.unwrapped.batched
+    assert inner.action_mode == "step_size" and inner.reward_mode == "log_gap" and inner.secant_features
+    assert inner.step_size_range == STEP_SIZE_RANGES[ITERATE_ENV_IDS[env_id]]
+    assert inner.reward_clip == REWARD_BOUND and inner.divergence_penalty <= REWARD_BOUND
+    assert env.action_space.shape == (1,) and env.observation_space.shape == (6,)  # no raw iterate or gradient
+    assert inner.max_iterations == env.spec.max_episode_steps == DEFAULT_MAX_ITERATIONS
+
+
+def _batched_registered_returns(env_id: str, act, episodes: int = 16) -> float:
+    """Mean return of ``act(env)`` on ``episodes`` problems of the registered id's set-up, batched."""
+    kwargs = registered_kwargs(ITERATE_ENV_IDS[env_id])
+    env = IterateEnv(make_problem(kwargs.pop("problem")), episodes, **kwargs)
+    env.reset(seed=100)
+    returns, done = torch.zeros(episodes), torch.zeros(episodes, dtype=torch.bool)
+    for _ in range(env.max_iterations):
+        _, reward, terminated, truncated, _ = env.step(act(env))
+        returns += torch.where(done, 0.0, reward)
+        done |= terminated | truncated
+    return float(returns.mean())
+
+
+@pytest.mark.parametrize("env_id", list(ITERATE_ENV_IDS))
+def test_registered_rewards_stay_in_the_documented_bound_and_the_zero_action_is_not_the_best_step(env_id):
+    policies = {
+        "random": lambda obs, rng: rng.uniform(-1, 1, 1),
+        "largest": lambda obs, rng: [1.0],
+        "smallest": lambda obs, rng: [-1.0],
+    }
+    for name, act in policies.items():
+        _, rewards = _registered_returns(env_id, act, episodes=2)
+        assert all(-REWARD_BOUND <= r <= REWARD_BOUND and math.isfinite(r) for r in rewards), name
+    # The zero action (the middle of the log range) is not the best fixed step, and the best fixed step or a
+    # state-dependent rule (Barzilai–Borwein, which the observation's secant block holds) beats it clearly:
+    # there is something to learn.
+    fixed = {a: _batched_registered_returns(env_id, lambda env, a=a: torch.full((env.num_envs, 1), a))
+             for a in (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)}
+    assert max(fixed, key=fixed.get) != 0.0
+    low = STEP_SIZE_RANGES[ITERATE_ENV_IDS[env_id]][0]
+    barzilai_borwein = _batched_registered_returns(env_id, lambda env: env.barzilai_borwein_action(low))
+    assert max(barzilai_borwein, *fixed.values()) > fixed[0.0] + 1.5
+    if env_id in ("amorctl/Quadratic-v0", "amorctl/Lasso-v0"):  # ranges past the stable step: state matters
+        assert barzilai_borwein > max(fixed.values()) + 3.0
+
+
+def test_reward_clip_bounds_every_reward_the_divergence_penalty_included():
+    kwargs = dict(action="step_size", step_size_range=(1e-3, 1e3), reward="log_gap")
+    plain, clipped = IterateEnv(Quadratic(dim=4), 8, **kwargs), IterateEnv(Quadratic(dim=4), 8, reward_clip=0.5,
+                                                                             **kwargs)
+    plain.reset(seed=0), clipped.reset(seed=0)
+    for a in (0.0, -0.2, 1.0):  # a good step, a smaller one, a diverging one
+        action = torch.full((8, 1), a)
+        _, r_plain, *_, info = plain.step(action)
+        _, r_clip, *_ = clipped.step(action)
+        assert torch.equal(r_clip, r_plain.clamp(-0.5, 0.5))
+    diverged = info["diverged"]
+    assert diverged.any() and (r_plain[diverged] == -10.0).all() and (r_clip[diverged] == -0.5).all()
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="reward_clip"):
+            IterateEnv(Quadratic(dim=2), reward_clip=bad)
+    assert IterateEnv(Quadratic(dim=2)).reward_clip is None  # off by default: configs keep their rewards
 
 
 def test_secant_features_are_the_log_barzilai_borwein_steps_of_the_last_update():
