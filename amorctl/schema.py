@@ -87,6 +87,7 @@ class Schedule:
 KEYS_ADDED_LATER: dict[str, Any] = {
     "warm_start": None,
     "bc.final_learning_rate": None,
+    "env.iterate.reward_clip": None,
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),

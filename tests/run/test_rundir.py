@@ -126,7 +126,8 @@ def test_a_saved_config_loads_back_unchanged(tiny_config):
 
 
 @pytest.mark.parametrize(("config_file", "key"), [("td3_pendulum.yaml", "warm_start"),
-                                                   ("dagger_opt_quadratic.yaml", "bc.final_learning_rate")])
+                                                   ("dagger_opt_quadratic.yaml", "bc.final_learning_rate"),
+                                                   ("td3_opt_quadratic.yaml", "env.iterate.reward_clip")])
 def test_a_run_written_before_a_key_existed_loads_with_the_earlier_value(config_file, key, tmp_path):
     """A key of KEYS_ADDED_LATER may be absent from an older config.yaml (it resolves to the earlier value)."""
     from amorctl.run.config import load_config
@@ -135,9 +136,13 @@ def test_a_run_written_before_a_key_existed_loads_with_the_earlier_value(config_
     root = Path(__file__).resolve().parents[2] / "configs"
     run = RunDir.create(load_config(root / config_file, [f"runs_dir={tmp_path}", "device=cpu"]))
     raw = yaml.safe_load(run.config_path.read_text())
-    section, _, leaf = key.rpartition(".")
-    (raw[section] if section else raw).pop(leaf)
+    *sections, leaf = key.split(".")
+    holder = raw
+    for section in sections:
+        holder = holder[section]
+    holder.pop(leaf)
     run.config_path.write_text(yaml.safe_dump(raw))
-    config = run.load_config()
-    value = getattr(config, key) if not section else getattr(config, section)[leaf]
-    assert value == KEYS_ADDED_LATER[key]
+    found = run.load_config().model_dump()
+    for section in sections:
+        found = found[section]
+    assert found[leaf] == KEYS_ADDED_LATER[key]
