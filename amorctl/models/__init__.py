@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from amorctl.models.mlp import ACTIVATIONS, FullyAmortizedMLP
 from amorctl.models.projections import TanhBox
-from amorctl.models.registry import MODELS, build_model, mlp, register_model
+from amorctl.models.registry import MODELS, build_model, mlp, register_model, unrolled_gd
+from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, model_iterates
 
-__all__ = ["ACTIVATIONS", "MODELS", "FullyAmortizedMLP", "TanhBox", "build_model", "mlp", "register_model"]
+__all__ = [
+    "ACTIVATIONS",
+    "MODELS",
+    "FullyAmortizedMLP",
+    "TanhBox",
+    "UnrolledGradientDescent",
+    "build_model",
+    "is_semi_amortized",
+    "mlp",
+    "model_iterates",
+    "register_model",
+    "unrolled_gd",
+]
