@@ -15,10 +15,13 @@ import torch
 
 from amorctl.envs.kinds import make_env
 from amorctl.run.config import config_dict, load_config, parse_yaml, to_yaml
+from amorctl.run.errors import ConfigError
 from amorctl.run.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
+NEEDS_A_TEACHER = {"bc_halfcheetah_distill"}
+"""Shipped configs that name a trained run the user passes (``expert.path=runs/...``): refused until then."""
+SHIPPED = sorted(path for path in (ROOT / "configs").glob("*.yaml") if path.stem not in NEEDS_A_TEACHER)
 OPT_QUADRATIC = ROOT / "configs" / "td3_opt_quadratic.yaml"
 PENDULUM = ROOT / "configs" / "td3_pendulum.yaml"
 SMALL_ITERATE = ["env.num_envs=2", "env.problem.dim=3", "td3.buffer_size=1000"]
@@ -80,6 +83,12 @@ def check_round_trip(config, tmp_path: Path) -> None:
 def test_every_shipped_config_round_trips(path, tmp_path):
     config = load_config(path, ["device=cpu", f"runs_dir={tmp_path / 'runs'}"])
     check_round_trip(config, tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_A_TEACHER))
+def test_a_shipped_config_without_its_teacher_asks_for_expert_path(name, tmp_path):
+    with pytest.raises(ConfigError, match=r"expert\.path"):
+        load_config(ROOT / "configs" / f"{name}.yaml", ["device=cpu", f"runs_dir={tmp_path / 'runs'}"])
 
 
 @pytest.mark.parametrize(("path", "overrides"), [pytest.param(p, o, id=i) for i, (p, o) in EDGES.items()])
