@@ -277,3 +277,38 @@ def test_an_unrolled_run_resumes_exactly(tiny_args, find_runs, capsys, tmp_path)
         assert torch.equal(value, resumed["model"][name]), name
     metrics = json.loads((interrupted / "eval" / "metrics.json").read_text())
     assert metrics["model_steps"] == 6 and metrics["model_train_steps"] == 3
+
+
+def test_a_loaded_run_infers_with_the_steps_it_is_given(tiny_args, find_runs, capsys):
+    import amorctl
+
+    assert train_main(["--no-progress", *tiny_args(*SEMI)]) == 0
+    capsys.readouterr()
+    (run,) = find_runs()
+    x = contexts(Quadratic(dim=3, cond_max=10.0))
+    default, longer = amorctl.load_run(run), amorctl.load_run(run, overrides=["eval.steps=7"])
+    assert default.learner.model.inference_steps == 3 and longer.learner.model.inference_steps == 7
+    with torch.no_grad():
+        assert torch.equal(longer.policy(x), longer.learner.model.iterates(x, 7)[-1])
+        assert torch.equal(default.policy(x), longer.learner.model.iterates(x, 3)[-1])
+
+
+@pytest.mark.parametrize("loss", ["regression", "mixed"])
+def test_unrolled_runs_train_on_the_regression_and_mixed_losses(loss, tiny_args, find_runs, capsys):
+    assert train_main(["--no-progress", *tiny_args(*SEMI, f"loss.kind={loss}", "loss.iterate_weights=linear")]) == 0
+    capsys.readouterr()
+    (run,) = find_runs()
+    assert json.loads((run / "eval" / "metrics.json").read_text())["model_steps"] == 3
+
+
+def test_a_short_unrolled_run_beats_the_same_mlp_alone(tiny_args, find_runs, capsys):
+    """A few hundred steps on a 3-d quadratic: 5 learned gradient steps close far more of the gap."""
+    common = ["train.steps=150", "train.lr=1e-2", "train.batch_size=64", "eval.num_contexts=64",
+              "train.eval_every=150", "train.checkpoint_every=150"]
+    assert train_main(["--no-progress", *tiny_args("name=mlp", *common)]) == 0
+    assert train_main(["--no-progress", *tiny_args("name=semi", *common, "model.kind=unrolled_gd",
+                                                    "model.steps=5", "model.step_size=0.15")]) == 0
+    capsys.readouterr()
+    (mlp,), (semi,) = find_runs("mlp"), find_runs("semi")
+    gap = lambda run: json.loads((run / "eval" / "metrics.json").read_text())["relative_gap_mean"]  # noqa: E731
+    assert gap(semi) < 0.2 * gap(mlp), (gap(semi), gap(mlp))
