@@ -124,16 +124,22 @@ class DirectConfig(RunConfig):
         if self.loss.kind != "objective" and type(problem).solve is Problem.solve:
             raise ConfigError(f"loss.kind={self.loss.kind!r} needs y*, but problem {name!r} has no reference solver")
         self.gradient = validate_gradient_section(self.gradient)
-        built: list[nn.Module] = []
+        built: list[nn.Module] = []  # the model, built on the meta device (nothing allocated) for the checks
+
+        def build() -> nn.Module:
+            built.append(build_model(self.model, problem))
+            return built[-1]
+
         try:
-            weights = parameter_bytes(lambda: built.append(build_model(self.model, problem)) or built[-1])
+            weights = parameter_bytes(build)
         except ValueError as error:
             raise ConfigError(f"config key 'model': {error}") from None
         self._check_semi_amortized(built[-1])
         widths = problem.context_dim + problem.solution_dim
+        iterates = built[-1].steps + 1 if is_semi_amortized(built[-1]) else 1  # an unroll keeps every iterate's graph
         check_memory({
             "the model (model.hidden_sizes, for the problem's dimensions)": 4 * weights,  # with gradients, Adam
-            "the training batch (train.batch_size)": 4 * 4 * self.train.batch_size * widths,
+            "the training batch (train.batch_size)": 4 * 4 * self.train.batch_size * widths * iterates,
             "the held-out set (eval.num_contexts)": 4 * 4 * self.eval.num_contexts * widths,
         }, self.device)
         return self
