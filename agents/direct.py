@@ -4,6 +4,10 @@ Each step draws a new batch of contexts (the seed blog's "keep sampling new a's 
 predicts ŷθ(x) and descends the objective loss (eq. 2.10), the regression loss (eq. 2.9, which
 calls the problem's reference solver on the batch) or their weighted mix. Registered as
 ``agent: direct``; its config names a problem family (``problem.name``) and a model (``model.kind``).
+
+A semi-amortized model (``model.kind: unrolled_gd``) exposes its iterates ŷ⁰..ŷᴷ: the loss is then
+the iterate-weighted L_Σ of eq. 2.12 (``loss.iterate_weights``), and ``gradient.estimator`` picks
+how the unroll is differentiated (:mod:`amorctl.gradients`).
 """
 
 from __future__ import annotations
@@ -13,14 +17,22 @@ from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le
 from pydantic import Field, model_validator
 from torch import nn
 
 from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, register_agent
 from amorctl.eval.direct import ReferenceSet, evaluate_model, gap_metrics
-from amorctl.losses import mixed_loss, objective_loss, regression_loss
-from amorctl.models import MODELS, build_model
+from amorctl.gradients import ESTIMATORS, make_estimator
+from amorctl.losses import (
+    IterateSchedule,
+    iterate_weighted_loss,
+    iterate_weights,
+    mixed_loss,
+    objective_loss,
+    regression_loss,
+)
+from amorctl.models import MODELS, build_model, is_semi_amortized, model_iterates
 from amorctl.problems import Problem, make_problem
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
@@ -51,6 +63,11 @@ class LossConfig(Section):
     """``objective`` (eq. 2.10, needs only f), ``regression`` (eq. 2.9, needs y*), or ``mixed``."""
     regression_weight: Annotated[FiniteFloat, Ge(0.0), Le(1.0)] = 0.5
     """For ``mixed``: w in (1 − w)·objective + w·regression."""
+    iterate_weights: IterateSchedule = "last"
+    """Eq. 2.12 over a semi-amortized model's iterates ŷ⁰..ŷᴷ: ``last`` (only ŷᴷ), ``uniform``, ``linear``
+    (wᵢ ∝ i + 1) or ``geometric`` (wᵢ ∝ ``geometric_ratio``^(K − i)); normalised to sum to 1."""
+    geometric_ratio: Annotated[FiniteFloat, Gt(0.0), Le(1.0)] = 0.5
+    """For ``geometric``: the ratio between the weights of consecutive iterates."""
 
 
 class DirectTrainConfig(ScheduleConfig):
@@ -72,6 +89,9 @@ class DirectEvalConfig(Section):
     """Held-out contexts, drawn once from ``eval.seed`` (never from the training stream)."""
     seed: Seed = 12345
     timing_repeats: PositiveInt = 5
+    steps: PositiveInt | None = None
+    """Semi-amortized models only: the number of iterations run at evaluation and inference (default
+    ``model.steps``, the K of training); steps past K reuse the last learned step size."""
 
 
 class DirectConfig(RunConfig):
@@ -88,6 +108,9 @@ class DirectConfig(RunConfig):
     """The family's ``name`` (default ``pendulum_mpc``) and its constructor's keyword arguments."""
     model: dict[str, Any] = Field(default_factory=lambda: {"kind": "mlp"})
     """The model's ``kind`` (default ``mlp``) and its builder's keyword arguments."""
+    gradient: dict[str, Any] = Field(default_factory=lambda: {"estimator": "bptt"})
+    """Semi-amortized models: how the unroll is differentiated, ``estimator`` (``bptt``, ``first_order``,
+    ``truncated``) and its keys (``horizon`` for ``truncated``)."""
     loss: LossConfig = Field(default_factory=LossConfig)
     train: DirectTrainConfig = Field(default_factory=DirectTrainConfig)
     eval: DirectEvalConfig = Field(default_factory=DirectEvalConfig)
@@ -100,17 +123,46 @@ class DirectConfig(RunConfig):
         name = self.problem["name"]
         if self.loss.kind != "objective" and type(problem).solve is Problem.solve:
             raise ConfigError(f"loss.kind={self.loss.kind!r} needs y*, but problem {name!r} has no reference solver")
+        self.gradient = validate_gradient_section(self.gradient)
+        built: list[nn.Module] = []  # the model, built on the meta device (nothing allocated) for the checks
+
+        def build() -> nn.Module:
+            built.append(build_model(self.model, problem))
+            return built[-1]
+
         try:
-            weights = parameter_bytes(lambda: build_model(self.model, problem))
+            weights = parameter_bytes(build)
         except ValueError as error:
             raise ConfigError(f"config key 'model': {error}") from None
+        self._check_semi_amortized(built[-1])
         widths = problem.context_dim + problem.solution_dim
+        iterates = built[-1].steps + 1 if is_semi_amortized(built[-1]) else 1  # an unroll keeps every iterate's graph
         check_memory({
             "the model (model.hidden_sizes, for the problem's dimensions)": 4 * weights,  # with gradients, Adam
-            "the training batch (train.batch_size)": 4 * 4 * self.train.batch_size * widths,
+            "the training batch (train.batch_size)": 4 * 4 * self.train.batch_size * widths * iterates,
             "the held-out set (eval.num_contexts)": 4 * 4 * self.eval.num_contexts * widths,
         }, self.device)
         return self
+
+    def _check_semi_amortized(self, model: nn.Module) -> None:
+        """Refuse iterate weights, estimators and evaluation steps that the model cannot use."""
+        kind = self.model["kind"]
+        if not is_semi_amortized(model):
+            if self.loss.iterate_weights != "last":
+                raise ConfigError(f"loss.iterate_weights={self.loss.iterate_weights!r} needs a semi-amortized model "
+                                  f"with iterates (e.g. model.kind: unrolled_gd); {kind!r} has one prediction, so "
+                                  "only 'last' applies")
+            if self.gradient["estimator"] != "bptt":
+                raise ConfigError(f"gradient.estimator={self.gradient['estimator']!r} needs a semi-amortized model "
+                                  f"(e.g. model.kind: unrolled_gd); {kind!r} unrolls nothing, so only 'bptt' applies")
+            if self.eval.steps is not None:
+                raise ConfigError(f"eval.steps needs a semi-amortized model (e.g. model.kind: unrolled_gd); "
+                                  f"{kind!r} runs no iterations")
+            return
+        try:
+            make_estimator(**self.gradient).check(model.steps)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     def schedule(self) -> Schedule:
         t = self.train
@@ -132,6 +184,20 @@ def validate_model_section(section: Any) -> dict[str, Any]:
     return {"kind": section["kind"], **checked}
 
 
+def validate_gradient_section(section: Any) -> dict[str, Any]:
+    """Check ``gradient.estimator`` and the estimator's keyword arguments; returns them with types coerced."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"config key 'gradient' must be a section (a mapping with an 'estimator'), got {section!r}")
+    section = {"estimator": "bptt", **section}
+    try:
+        estimator = ESTIMATORS.lookup(section["estimator"])
+    except KeyError as error:
+        raise ConfigError(str(error)) from None
+    keys = {key: value for key, value in section.items() if key != "estimator"}
+    checked = validate_section(constructor_schema(estimator), keys, "gradient").model_dump()
+    return {"estimator": section["estimator"], **checked}
+
+
 # ---------------------------------------------------------------------------------------- learner
 class DirectAmortization(Learner):
     """The learner: a model, its optimizer and learning-rate schedule, and the context stream.
@@ -141,6 +207,7 @@ class DirectAmortization(Learner):
         model: ŷθ, already on ``device``.
         loss: ``objective`` (eq. 2.10), ``regression`` (eq. 2.9) or ``mixed``.
         regression_weight: w of the mixed loss (1 − w)·objective + w·regression.
+        iterate_weights, geometric_ratio: the schedule of eq. 2.12 over a semi-amortized model's iterates.
         optimizer, lr, weight_decay: the parameter optimizer.
         lr_schedule: ``constant`` or ``cosine`` (annealed to 0 over ``total_steps``).
         total_steps: length of the run, for the schedule.
@@ -170,9 +237,12 @@ class DirectAmortization(Learner):
         device: torch.device | str,
         reference: ReferenceSet | None = None,
         timing_repeats: int = 5,
+        iterate_weights: IterateSchedule = "last",
+        geometric_ratio: float = 0.5,
     ):
         self.problem, self.model = problem, model
         self.loss_kind, self.regression_weight = loss, regression_weight
+        self.iterate_schedule, self.geometric_ratio = iterate_weights, geometric_ratio
         self.batch_size, self.grad_clip = batch_size, grad_clip
         self.base_lr, self.weight_decay = lr, weight_decay
         self.device = torch.device(device)
@@ -197,15 +267,18 @@ class DirectAmortization(Learner):
         return self.optimizer.param_groups[0]["lr"]
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The configured loss of the model on contexts ``x``."""
-        y_hat = self.model(x)
+        """The configured loss of the model on contexts ``x``: over its iterates by eq. 2.12 (one for an MLP)."""
+        iterates = model_iterates(self.model, x)
+        weights = iterate_weights(self.iterate_schedule, len(iterates), self.geometric_ratio)
         if self.loss_kind == "objective":
-            return objective_loss(self.problem, y_hat, x)
+            return iterate_weighted_loss(lambda y_hat: objective_loss(self.problem, y_hat, x), iterates, weights)
         with torch.no_grad():
             y_star = self.problem.solve(x)
         if self.loss_kind == "regression":
-            return regression_loss(y_hat, y_star)
-        return mixed_loss(self.problem, y_hat, x, y_star, self.regression_weight)
+            return iterate_weighted_loss(lambda y_hat: regression_loss(y_hat, y_star), iterates, weights)
+        return iterate_weighted_loss(
+            lambda y_hat: mixed_loss(self.problem, y_hat, x, y_star, self.regression_weight), iterates, weights
+        )
 
     def train_step(self) -> torch.Tensor:
         """One gradient step on a fresh batch of contexts; returns the detached loss."""
@@ -240,8 +313,15 @@ class DirectAmortization(Learner):
         return {names[key]: value for key, value in metrics.items() if key in names}
 
     def final_metrics(self) -> dict[str, Any]:
-        """Gap metrics and seconds per solution of model and solver (their ratio is ``speedup``)."""
-        return evaluate_model(self.problem, self.model, self._reference(), self.timing_repeats)
+        """Gap metrics and seconds per solution of model and solver (their ratio is ``speedup``).
+
+        A semi-amortized model adds the iterations these metrics used (``model_steps``) and the K it was
+        trained with (``model_train_steps``).
+        """
+        metrics = evaluate_model(self.problem, self.model, self._reference(), self.timing_repeats)
+        if is_semi_amortized(self.model):
+            metrics.update(model_steps=self.model.inference_steps, model_train_steps=self.model.steps)
+        return metrics
 
     def finite_quantities(self) -> dict[str, torch.Tensor]:
         return {"loss/train": self.last_loss, **parameters_of(self.model), **optimizer_state_of(self.optimizer)}
@@ -294,6 +374,9 @@ def build_direct(config: DirectConfig, device: torch.device, inference: bool = F
     """The learner of a validated :class:`DirectConfig` on ``device`` (with its held-out set unless ``inference``)."""
     problem = make_problem(**config.problem)
     model = build_model(config.model, problem).to(device)
+    if is_semi_amortized(model):
+        model.estimator = make_estimator(**config.gradient)
+        model.inference_steps = config.eval.steps or model.steps
     reference = None if inference else ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, device)
     if reference is not None and config.loss.kind != "objective" and not reference.solved:
         raise ConfigError(
@@ -315,6 +398,8 @@ def build_direct(config: DirectConfig, device: torch.device, inference: bool = F
         device=device,
         reference=reference,
         timing_repeats=config.eval.timing_repeats,
+        iterate_weights=config.loss.iterate_weights,
+        geometric_ratio=config.loss.geometric_ratio,
     )
 
 

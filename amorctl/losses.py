@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Literal
+
 import torch
 
 from amorctl.problems import Problem
@@ -24,6 +27,45 @@ def mixed_loss(
     return (1 - regression_weight) * objective_loss(problem, y_hat, x) + regression_weight * regression_loss(
         y_hat, y_star
     )
+
+
+IterateSchedule = Literal["last", "uniform", "linear", "geometric"]
+
+
+def iterate_weights(
+    schedule: IterateSchedule, num_iterates: int, ratio: float = 0.5, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The weights w₀..w_K of eq. 2.12 for ``num_iterates`` = K + 1 iterates, normalised to sum to 1.
+
+    ``last``: only ŷᴷ (the plain loss); ``uniform``: wᵢ ∝ 1 (every iterate should be good);
+    ``linear``: wᵢ ∝ i + 1; ``geometric``: wᵢ ∝ ratio^(K − i), 0 < ratio ≤ 1 (later iterates count more).
+    """
+    if num_iterates < 1:
+        raise ValueError(f"num_iterates must be a positive integer, got {num_iterates!r}")
+    index = torch.arange(num_iterates, dtype=torch.float64)
+    if schedule == "last":
+        weights = (index == num_iterates - 1).double()
+    elif schedule == "uniform":
+        weights = torch.ones_like(index)
+    elif schedule == "linear":
+        weights = index + 1
+    elif schedule == "geometric":
+        if not 0 < ratio <= 1:
+            raise ValueError(f"the geometric ratio must be in (0, 1], got {ratio!r}")
+        weights = torch.tensor(ratio, dtype=torch.float64) ** (num_iterates - 1 - index)
+    else:
+        raise ValueError(f"unknown iterate schedule {schedule!r}; expected last, uniform, linear or geometric")
+    return (weights / weights.sum()).to(dtype)
+
+
+def iterate_weighted_loss(
+    loss: Callable[[torch.Tensor], torch.Tensor], iterates: Sequence[torch.Tensor], weights: torch.Tensor
+) -> torch.Tensor:
+    """L_Σ = Σᵢ wᵢ L(ŷⁱ), eq. 2.12: ``loss`` of each iterate (skipped where wᵢ = 0), weighted and summed."""
+    if len(iterates) != len(weights):
+        raise ValueError(f"{len(iterates)} iterates but {len(weights)} weights")
+    terms = [float(w) * loss(y) for w, y in zip(weights, iterates) if float(w) != 0.0]
+    return torch.stack(terms).sum()
 
 
 def actor_objective_loss(

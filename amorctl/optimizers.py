@@ -53,6 +53,49 @@ class OptimizerRun(NamedTuple):
     diverged: torch.Tensor
 
 
+# ------------------------------------------------------------------- the update rules, written once
+def is_composite(problem: Problem) -> bool:
+    """Whether ``problem`` is split as f = g + h with ``smooth_gradient`` (∇g) and ``prox`` (of step·h)."""
+    return callable(getattr(problem, "smooth_gradient", None)) and callable(getattr(problem, "prox", None))
+
+
+def gradient_step(
+    problem: Problem, y: torch.Tensor, x: torch.Tensor, step_size: torch.Tensor | float, detach_gradient: bool = False
+) -> torch.Tensor:
+    """y − α ∇f(y; x), eq. 2.1; differentiable in ``y`` and α (second-order terms included).
+
+    ``detach_gradient`` stops derivatives through ∇f (first-order MAML, D∇f ≈ 0); α may be a number,
+    a ``(B, 1)`` column, or one step size per coordinate ``(n,)``.
+    """
+    gradient = problem.gradient(y, x)
+    return y - step_size * (gradient.detach() if detach_gradient else gradient)
+
+
+def projected_gradient_step(
+    problem: Problem, y: torch.Tensor, x: torch.Tensor, step_size: torch.Tensor | float, detach_gradient: bool = False
+) -> torch.Tensor:
+    """Π_box(y − α ∇f(y; x)): the gradient step clipped onto the problem's box ``bounds``."""
+    low, high = problem.bounds
+    return gradient_step(problem, y, x, step_size, detach_gradient).clamp(low, high)
+
+
+def proximal_gradient_step(
+    problem: Problem, y: torch.Tensor, x: torch.Tensor, step_size: torch.Tensor | float, detach_gradient: bool = False
+) -> torch.Tensor:
+    """prox_{αh}(y − α ∇g(y; x)) for a composite f = g + h (ISTA's update; the soft threshold for the lasso)."""
+    gradient = problem.smooth_gradient(y, x)
+    return problem.prox(y - step_size * (gradient.detach() if detach_gradient else gradient), step_size)
+
+
+def descent_step_rule(problem: Problem) -> Callable[..., torch.Tensor]:
+    """The family's plain descent step: proximal for composite families, projected for boxes, else plain."""
+    if is_composite(problem):
+        return proximal_gradient_step
+    if problem.bounds is not None:
+        return projected_gradient_step
+    return gradient_step
+
+
 class BatchedOptimizer(ABC):
     """An iterative optimizer over a batch of problems: ``init`` once, then ``step`` repeatedly.
 
@@ -91,7 +134,7 @@ class GradientDescent(BatchedOptimizer):
         super().__init__(problem, step_size=step_size)
 
     def step(self, y, x, state):
-        return y - state["step_size"] * self.problem.gradient(y, x), state
+        return gradient_step(self.problem, y, x, state["step_size"]), state
 
 
 class HeavyBall(BatchedOptimizer):
@@ -306,7 +349,7 @@ class _ProximalGradient(BatchedOptimizer):
     """Shared set-up of ISTA and FISTA: f = g + h with ∇g and prox_h from the problem."""
 
     def __init__(self, problem: Problem, *, step_size: float | torch.Tensor | None = None):
-        if not (callable(getattr(problem, "smooth_gradient", None)) and callable(getattr(problem, "prox", None))):
+        if not is_composite(problem):
             raise TypeError(
                 f"{self.name} needs a composite problem with smooth_gradient(y, x) and prox(v, step) "
                 f"(e.g. Lasso); {type(problem).__name__} has no such split"
@@ -330,7 +373,7 @@ class _ProximalGradient(BatchedOptimizer):
         return [2.0 ** (k / 2) / lipschitz for k in range(-8, 2)]
 
     def _prox_gradient_step(self, point: torch.Tensor, x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        return self.problem.prox(point - step * self.problem.smooth_gradient(point, x), step)
+        return proximal_gradient_step(self.problem, point, x, step)
 
 
 class ISTA(_ProximalGradient):

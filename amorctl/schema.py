@@ -88,6 +88,10 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "warm_start": None,
     "bc.final_learning_rate": None,
     "env.iterate.reward_clip": None,
+    "gradient": {"estimator": "bptt"},
+    "loss.iterate_weights": "last",
+    "loss.geometric_ratio": 0.5,
+    "eval.steps": None,
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),

@@ -17,7 +17,8 @@ from amorctl.models.projections import (
     register_projection,
     sparsemax,
 )
-from amorctl.models.registry import MODELS, build_model, mlp, register_model
+from amorctl.models.registry import MODELS, build_model, mlp, register_model, unrolled_gd
+from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, model_iterates
 
 __all__ = [
     "ACTIVATIONS",
@@ -32,10 +33,14 @@ __all__ = [
     "Sparsemax",
     "Sphere",
     "TanhBox",
+    "UnrolledGradientDescent",
     "build_model",
+    "is_semi_amortized",
     "make_projection",
     "mlp",
+    "model_iterates",
     "register_model",
     "register_projection",
     "sparsemax",
+    "unrolled_gd",
 ]

@@ -13,9 +13,10 @@ from torch import nn
 
 from amorctl.models.mlp import FullyAmortizedMLP
 from amorctl.models.projections import make_projection
+from amorctl.models.unrolled import UnrolledGradientDescent
 from amorctl.problems import Problem
 from amorctl.registry import Registry
-from amorctl.schema import PositiveInt
+from amorctl.schema import PositiveFloat, PositiveInt
 
 ModelBuilder = Callable[..., nn.Module]
 
@@ -62,3 +63,33 @@ def mlp(
 
 
 register_model("mlp", mlp)
+
+
+def unrolled_gd(
+    problem: Problem,
+    *,
+    steps: PositiveInt = 10,
+    init: Literal["constant", "mlp"] = "mlp",
+    hidden_sizes: Sequence[PositiveInt] = (256, 256),
+    activation: Literal["relu", "elu", "silu", "tanh"] = "relu",
+    projection: Literal["auto", "none", "tanh"] = "auto",
+    step_size: PositiveFloat | None = None,
+    per_coordinate: bool = False,
+) -> UnrolledGradientDescent:
+    """The semi-amortized model of eq. 2.1: ``steps`` learned descent steps on f(·; x) (``model.kind: unrolled_gd``).
+
+    ``init``: ``constant`` starts every context from one learned θ (MAML), ``mlp`` from a fully-amortized
+    MLP's prediction (``hidden_sizes``, ``activation``, ``projection`` as for ``mlp``).
+    ``step_size``: the initial step sizes (default 1/L for families with a ``lipschitz`` constant, else 0.1);
+    the step is proximal for composite families and projected for box domains.
+    """
+    initial = None
+    if init == "mlp":
+        initial = mlp(problem, hidden_sizes=hidden_sizes, activation=activation, projection=projection)
+    if step_size is None:
+        lipschitz = getattr(problem, "lipschitz", None)
+        step_size = 1.0 / lipschitz if lipschitz else 0.1
+    return UnrolledGradientDescent(problem, steps, initial, step_size, per_coordinate)
+
+
+register_model("unrolled_gd", unrolled_gd)

@@ -15,6 +15,7 @@ import torch
 
 from amorctl.envs.kinds import make_env
 from amorctl.run.config import config_dict, load_config, parse_yaml, to_yaml
+from amorctl.run.errors import ConfigError
 from amorctl.run.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ def check_round_trip(config, tmp_path: Path) -> None:
 
 
 NEEDS_A_TEACHER = {"bc_halfcheetah_distill"}
-"""Shipped configs that name a trained run on the command line (``expert.path=RUN``)."""
+"""Shipped configs that name a trained run on the command line (``expert.path=RUN``): refused until then."""
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,12 @@ def test_every_shipped_config_round_trips(path, tmp_path, request):
     extra = [f"expert.path={request.getfixturevalue('halfcheetah_teacher')}"] if path.stem in NEEDS_A_TEACHER else []
     config = load_config(path, ["device=cpu", f"runs_dir={tmp_path / 'runs'}", *extra])
     check_round_trip(config, tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_A_TEACHER))
+def test_a_shipped_config_without_its_teacher_asks_for_expert_path(name, tmp_path):
+    with pytest.raises(ConfigError, match=r"expert\.path"):
+        load_config(ROOT / "configs" / f"{name}.yaml", ["device=cpu", f"runs_dir={tmp_path / 'runs'}"])
 
 
 @pytest.mark.parametrize(("path", "overrides"), [pytest.param(p, o, id=i) for i, (p, o) in EDGES.items()])

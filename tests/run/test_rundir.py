@@ -127,7 +127,11 @@ def test_a_saved_config_loads_back_unchanged(tiny_config):
 
 @pytest.mark.parametrize(("config_file", "key"), [("td3_pendulum.yaml", "warm_start"),
                                                    ("dagger_opt_quadratic.yaml", "bc.final_learning_rate"),
-                                                   ("td3_opt_quadratic.yaml", "env.iterate.reward_clip")])
+                                                   ("td3_opt_quadratic.yaml", "env.iterate.reward_clip"),
+                                                   ("default.yaml", "gradient"),
+                                                   ("default.yaml", "loss.iterate_weights"),
+                                                   ("default.yaml", "loss.geometric_ratio"),
+                                                   ("default.yaml", "eval.steps")])
 def test_a_run_written_before_a_key_existed_loads_with_the_earlier_value(config_file, key, tmp_path):
     """A key of KEYS_ADDED_LATER may be absent from an older config.yaml (it resolves to the earlier value)."""
     from amorctl.run.config import load_config
