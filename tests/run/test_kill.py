@@ -109,3 +109,40 @@ def test_kill_9_at_random_moments_loses_nothing(tiny_args, find_runs, tmp_path):
     assert latest_step(run) == 400
     assert (run / "eval" / "metrics.json").is_file()
     assert sorted(run.rglob(".tmp-*")) == []
+
+
+SB3_TINY = ["--config", str(REPOSITORY / "configs" / "sb3_sac_pendulum.yaml"), "name=tiny", "device=cpu",
+            "env.max_episode_steps=50", "sb3.hidden_sizes=[16, 16]",
+            "sb3.kwargs={buffer_size: 1000, batch_size: 16, learning_starts: 20}", "train.total_steps=600",
+            "train.log_every=20", "train.eval_every=600", "train.eval_episodes=1", "train.eval_envs=1",
+            "train.checkpoint_every=20", "train.keep_checkpoints=2"]
+"""An ``agent: sb3`` run (SB3's zip and replay buffer inside every checkpoint) saving every 20 transitions."""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
+def test_kill_9_of_a_stable_baselines3_run_loses_nothing(runs_dir, find_runs, tmp_path):
+    rng, log = random.Random(7), tmp_path / "stderr.log"
+    process = start(log, f"runs_dir={runs_dir}", *SB3_TINY)
+    kills = 0
+    try:
+        run = wait_for(lambda: next(iter(find_runs()), None), process)
+        assert run is not None, log.read_text()
+        for _ in range(2):
+            assert wait_for(lambda: latest_step(run) >= 0, process) or process.returncode == 0, log.read_text()
+            time.sleep(rng.uniform(0.0, 1.0))
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                kills += process.wait() == -signal.SIGKILL
+            assert_intact(run)
+            plant_orphans(run)
+            process = start(log, "--resume", str(run))
+        assert process.wait(timeout=HANG_GUARD_SECONDS) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert kills >= 1
+    assert_intact(run)
+    assert latest_step(run) == 600
+    assert (run / "eval" / "metrics.json").is_file()
+    assert sorted(run.rglob(".tmp-*")) == []
