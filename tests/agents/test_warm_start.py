@@ -11,7 +11,7 @@ import torch
 from amorctl.agents import TD3
 from amorctl.envs import IterateEnv
 from amorctl.problems import Quadratic
-from amorctl.run.cli import train_main
+from amorctl.run.cli import evaluate_main, train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 WARM = ["--no-progress", "--config", str(CONFIGS / "td3_opt_quadratic_warm_start.yaml"), "device=cpu", "name=warm",
@@ -53,6 +53,11 @@ def test_a_warm_started_td3_run_starts_from_the_cloned_expert_and_resumes(tmp_pa
     assert train_main(["--no-progress", "--resume", str(run), "train.total_steps=560"]) == 0
     resumed = torch.load(sorted((run / "checkpoints").glob("step_*.pt"))[-1], weights_only=True)
     assert resumed["learner"]["warm_started"] is True and resumed["step"] >= 560
+
+    assert evaluate_main([str(run), "--episodes", "2"]) == 0  # the warm start's expert is reported beside TD3
+    report = json.loads((run / "eval" / "evaluate.json").read_text())["report"]
+    assert "expert" in json.loads(Path(report["json"]).read_text())["optimizers"]
+    assert report["expert_best_ratio"] == report["policy_best_mean_gap"] / report["expert_best_mean_gap"]
 
 
 def test_sac_warm_starts_too(tmp_path):
