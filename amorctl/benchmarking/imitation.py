@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from amorctl.envs import IterateEnv
-from amorctl.eval.optimizer_comparison import _policy_gaps
+from amorctl.eval.optimizer_comparison import policy_gaps
 from amorctl.eval.seeds import HELDOUT_SEED_OFFSET
 from amorctl.problems import make_problem
 from amorctl.run.config import load_config
@@ -46,7 +46,7 @@ def expert_sensitivity(num_problems: int, sigmas: Sequence[float], seeds: Sequen
                 action = env.barzilai_borwein_action(fallback)
                 return (action + sigma * torch.randn(action.shape, generator=generator)).clamp(-1.0, 1.0)
 
-            gaps = _policy_gaps(env, act, HELDOUT_SEED_OFFSET + seed)[0]
+            gaps = policy_gaps(env, act, HELDOUT_SEED_OFFSET + seed)[0]
             last, best = float(gaps[-1].mean()), float(gaps.min(dim=0).values.mean())
             reference = reference or (last, best)
             lines.append(f"| {HELDOUT_SEED_OFFSET + seed} | {sigma:g} | {last:.3g} | {last / reference[0]:.2f} | "

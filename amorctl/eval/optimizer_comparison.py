@@ -126,14 +126,14 @@ def compare_with_baselines(
     if not env.uses_solver:
         raise ValueError(f"compare_with_baselines needs f*: {type(problem).__name__} has no reference solver")
     horizon = env.max_iterations
-    policy_gaps, policy_diverged, x_test, y0_test, f_star = _policy_gaps(env, policy, heldout_seed)
+    own_gaps, policy_diverged, x_test, y0_test, f_star = policy_gaps(env, policy, heldout_seed)
     x_train, y0_train = _draw(problem, num_tuning, device, env_options, tuning_seed)
 
-    results: dict[str, dict[str, Any]] = {POLICY: _curves(policy_gaps, policy_diverged, None)}
+    results: dict[str, dict[str, Any]] = {POLICY: _curves(own_gaps, policy_diverged, None)}
     expert = _expert_of(config, device)
     if expert is not None:
         expert_env = IterateEnv(problem, num_heldout, device=device, **env_options)
-        expert_gaps, expert_diverged, *_ = _policy_gaps(expert_env, lambda obs: expert(expert_env, obs), heldout_seed)
+        expert_gaps, expert_diverged, *_ = policy_gaps(expert_env, lambda obs: expert(expert_env, obs), heldout_seed)
         results[EXPERT] = _curves(expert_gaps, expert_diverged, None)
     for name in _baselines(problem):
         hyper = _tune(name, problem, x_train, y0_train, horizon)
@@ -163,7 +163,7 @@ def compare_with_baselines(
         **summary,
         "problem": dict(config.env.problem),
         "iterate": env_options,
-        "initial_mean_gap": float(policy_gaps[0].mean()),
+        "initial_mean_gap": float(own_gaps[0].mean()),
         "optimizers": results,
     }
     json_path, png_path = output_dir / "optimizer_comparison.json", output_dir / "optimizer_comparison.png"
@@ -184,8 +184,9 @@ def _draw(problem: Problem, count: int, device, env_options: dict[str, Any], see
 
 
 @torch.no_grad()
-def _policy_gaps(env: IterateEnv, policy: Callable[[torch.Tensor], torch.Tensor], seed: int):
-    """Gaps ``(T + 1, N)`` of the policy's iterates; rows that end early keep the gap they reached."""
+def policy_gaps(env: IterateEnv, policy: Callable[[torch.Tensor], torch.Tensor], seed: int):
+    """Gaps ``(T + 1, N)`` of a policy's iterates on ``env`` reset with ``seed`` (rows that end early keep the
+    gap they reached), which held-out problems diverged, and the contexts, initial iterates and f*."""
     obs = env.reset(seed=seed)
     x, y0 = env.contexts, env.iterates
     f_star = env.problem.objective(env.problem.solve(x).to(env.dtype), x)
@@ -209,7 +210,7 @@ def _imitation(problem: Problem, env_options: dict[str, Any], device: torch.devi
     found: dict[str, Any] = {"imitation_problems": IMITATION_PROBLEMS}
     for name, act in ((POLICY, lambda env: policy), (EXPERT, lambda env: lambda obs: expert(env, obs))):
         env = IterateEnv(problem, IMITATION_PROBLEMS, device=device, **env_options)
-        gaps = _policy_gaps(env, act(env), seed)[0]
+        gaps = policy_gaps(env, act(env), seed)[0]
         found[f"{name}_last_mean_gap"] = float(gaps[-1].mean())
         found[f"{name}_best_mean_gap"] = float(gaps.min(dim=0).values.mean())
     for which in ("last", "best"):
