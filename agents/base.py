@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from amorctl.eval.rollouts import run_episodes
+from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.registry import Registry
 from amorctl.schema import RunConfig
 
@@ -86,6 +88,56 @@ class AgentSpec:
 
     config: type[RunConfig]
     build: Callable[[Any, torch.device, bool], Learner]
+
+
+class PeriodicEvaluation:
+    """Deterministic evaluations of a policy on separate environment copies, for learners that have them.
+
+    The k-th evaluation plays ``eval_episodes`` episodes seeded as
+    :func:`~amorctl.eval.seeds.periodic_eval_seed` says, so no two evaluations repeat a seed; the counter,
+    the latest result and the progress it was made at go into checkpoints (:meth:`evaluation_state`).
+    A learner calls :meth:`_init_evaluation` in its constructor and may override :meth:`_evaluation`
+    (e.g. to play an expert on the same seeds).
+    """
+
+    eval_env: Any
+    eval_episodes: int
+    seed: int
+
+    def _init_evaluation(self, eval_env: Any, eval_episodes: int, seed: int) -> None:
+        self.eval_env, self.eval_episodes, self.seed = eval_env, eval_episodes, seed
+        self.evaluations = 0
+        self.last_eval: dict[str, Any] = {}
+        self.last_eval_at: int | None = None
+
+    def _evaluation(self, seed: int) -> dict[str, Any]:
+        """One evaluation's result: :func:`~amorctl.eval.rollouts.run_episodes` of the deterministic policy."""
+        return run_episodes(self.policy(), self.eval_env, self.eval_episodes, seed)  # type: ignore[attr-defined]
+
+    def evaluate(self) -> dict[str, float]:
+        """The next evaluation; its numbers (mean and std of return and length, ...) as TensorBoard scalars."""
+        if self.eval_env is None:
+            raise RuntimeError("this learner was built without an evaluation environment (inference only)")
+        self.last_eval = self._evaluation(periodic_eval_seed(self.seed, self.evaluations, self.eval_episodes))
+        self.evaluations += 1
+        self.last_eval_at = self.progress  # type: ignore[attr-defined]
+        return {key: float(value) for key, value in self.last_eval.items()
+                if isinstance(value, float | int) and not isinstance(value, bool) and key != "episodes"}
+
+    def final_metrics(self) -> dict[str, Any]:
+        """The evaluation of the final policy (with its per-episode seeds, returns and lengths): the latest
+        one when it was made at this progress, else a new one."""
+        if self.last_eval_at != self.progress:  # type: ignore[attr-defined]
+            self.evaluate()
+        return dict(self.last_eval)
+
+    def evaluation_state(self) -> dict[str, Any]:
+        """The evaluation counter, latest result and its progress (lists and numbers: loadable with weights_only)."""
+        return {"evaluations": self.evaluations, "last_eval": dict(self.last_eval), "last_eval_at": self.last_eval_at}
+
+    def load_evaluation_state(self, state: dict[str, Any]) -> None:
+        self.evaluations, self.last_eval = state["evaluations"], dict(state["last_eval"])
+        self.last_eval_at = state["last_eval_at"]
 
 
 def parameters_of(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:

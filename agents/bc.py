@@ -21,14 +21,13 @@ import torch
 from annotated_types import Gt, Le
 from pydantic import Field, model_validator
 
-from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.agents.base import Learner, PeriodicEvaluation, optimizer_state_of, parameters_of, register_agent
 from amorctl.agents.experts import Expert, make_expert, validate_expert
 from amorctl.agents.networks import make_actor
 from amorctl.agents.off_policy import OffPolicyTrainConfig
 from amorctl.envs import BatchedEnv
 from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_section
 from amorctl.eval.rollouts import run_episodes
-from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.losses import regression_loss
 from amorctl.schema import (
     NonNegativeInt,
@@ -44,7 +43,7 @@ from amorctl.schema import (
 
 
 # -------------------------------------------------------------------------------------- learner
-class BehaviouralCloning(Learner):
+class BehaviouralCloning(PeriodicEvaluation, Learner):
     """A policy regressed onto an expert's actions, on the expert's states (BC) or its own (DAgger).
 
     Args:
@@ -90,12 +89,13 @@ class BehaviouralCloning(Learner):
         save_dataset: bool = False,
         device: torch.device | str = "cpu",
     ):
-        self.env, self.expert, self.eval_env = env, expert, eval_env
+        self.env, self.expert = env, expert
         self.device = torch.device(device)
         self.learning_rate, self.batch_size, self.gradient_steps = learning_rate, batch_size, gradient_steps
         self.final_learning_rate, self.total_steps = final_learning_rate, total_steps
         self.beta_decay, self.round_steps = beta_decay, round_steps
-        self.eval_episodes, self.seed, self.save_dataset = eval_episodes, seed, save_dataset
+        self.save_dataset = save_dataset
+        self._init_evaluation(eval_env, eval_episodes, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.actor = make_actor(env.observation_dim, env.action_dim, hidden_sizes).to(self.device)
@@ -104,11 +104,9 @@ class BehaviouralCloning(Learner):
         self.obs_data = torch.zeros(buffer_size, env.observation_dim, device=self.device)
         self.action_data = torch.zeros(buffer_size, env.action_dim, device=self.device)
         self.size = self.pos = 0
-        self.progress = self.expert_queries = self.evaluations = 0
+        self.progress = self.expert_queries = 0
         self.overshoot = env.num_envs - 1
         self.last_loss = torch.zeros((), device=self.device)
-        self.last_eval: dict[str, Any] = {}
-        self.last_eval_at: int | None = None
         self._obs: torch.Tensor | None = None
 
     @property
@@ -165,24 +163,11 @@ class BehaviouralCloning(Learner):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator, device=self.device))
         return self.env.reset(seed=seed).to(self.device)
 
-    def evaluate(self) -> dict[str, float]:
-        """Deterministic episodes of the policy and of the expert from the same seeds."""
-        if self.eval_env is None:
-            raise RuntimeError("this learner was built without an evaluation environment (inference only)")
-        seed = periodic_eval_seed(self.seed, self.evaluations, self.eval_episodes)
-        result = run_episodes(self.policy(), self.eval_env, self.eval_episodes, seed)
+    def _evaluation(self, seed: int) -> dict[str, Any]:
+        """Deterministic episodes of the policy and of the expert from the same seeds, and the queries so far."""
+        result = super()._evaluation(seed)
         expert = run_episodes(lambda obs: self.expert(self.eval_env, obs), self.eval_env, self.eval_episodes, seed)
-        self.evaluations += 1
-        self.last_eval_at = self.progress
-        self.last_eval = {**result, "expert_mean_return": expert["mean_return"],
-                          "expert_queries": self.expert_queries}
-        return {key: float(value) for key, value in self.last_eval.items() if isinstance(value, float | int)
-                and key not in ("episodes",)}
-
-    def final_metrics(self) -> dict[str, Any]:
-        if self.last_eval_at != self.progress:
-            self.evaluate()
-        return dict(self.last_eval)
+        return {**result, "expert_mean_return": expert["mean_return"], "expert_queries": self.expert_queries}
 
     def finite_quantities(self) -> dict[str, torch.Tensor]:
         return {"loss/train": self.last_loss, **parameters_of(self.actor, "actor."),
@@ -195,8 +180,7 @@ class BehaviouralCloning(Learner):
     def state_dict(self) -> dict[str, Any]:
         state = {"actor": self.actor.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "generator": self.generator.get_state(), "progress": self.progress,
-                 "expert_queries": self.expert_queries, "evaluations": self.evaluations,
-                 "last_eval": dict(self.last_eval), "last_eval_at": self.last_eval_at, "size": self.size,
+                 "expert_queries": self.expert_queries, **self.evaluation_state(), "size": self.size,
                  "pos": self.pos}
         if self.save_dataset:
             state |= {"obs_data": self.obs_data[: self.size], "action_data": self.action_data[: self.size]}
@@ -210,8 +194,7 @@ class BehaviouralCloning(Learner):
             group["lr"] = self.learning_rate
         self.generator.set_state(state["generator"])
         self.progress, self.expert_queries = state["progress"], state["expert_queries"]
-        self.evaluations, self.last_eval = state["evaluations"], dict(state["last_eval"])
-        self.last_eval_at = state["last_eval_at"]
+        self.load_evaluation_state(state)
         self.size = self.pos = 0
         if "obs_data" in state and self.eval_env is not None:
             self._store(state["obs_data"].to(self.device), state["action_data"].to(self.device))

@@ -17,14 +17,12 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field, model_validator
 
-from amorctl.agents.base import Learner
+from amorctl.agents.base import Learner, PeriodicEvaluation
 from amorctl.agents.experts import Expert, make_expert, validate_expert
 from amorctl.agents.networks import EnsembleCritic, make_actor
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm
 from amorctl.envs import BatchedEnv
 from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_section
-from amorctl.eval.rollouts import run_episodes
-from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     FiniteFloat,
@@ -196,7 +194,7 @@ def build_off_policy(config: OffPolicyConfig, device: torch.device, inference: b
                             save_replay_buffer=config.train.save_replay_buffer, warm_start=warm_start)
 
 
-class OffPolicyLearner(Learner):
+class OffPolicyLearner(PeriodicEvaluation, Learner):
     """An off-policy algorithm with its evaluation environment, driven by the run loop.
 
     Args:
@@ -220,13 +218,10 @@ class OffPolicyLearner(Learner):
         save_replay_buffer: bool = False,
         warm_start: WarmStart | None = None,
     ):
-        self.algorithm, self.eval_env, self.warm_start = algorithm, eval_env, warm_start
+        self.algorithm, self.warm_start, self.save_replay_buffer = algorithm, warm_start, save_replay_buffer
         self.warm_started = False
-        self.eval_episodes, self.seed, self.save_replay_buffer = eval_episodes, seed, save_replay_buffer
         self.overshoot = algorithm.env.num_envs - 1
-        self.evaluations = 0
-        self.last_eval: dict[str, Any] = {}
-        self.last_eval_at: int | None = None
+        self._init_evaluation(eval_env, eval_episodes, seed)
 
     @property
     def progress(self) -> int:
@@ -263,23 +258,6 @@ class OffPolicyLearner(Learner):
         return found | {tag: metrics[name] for name, tag in _TAGS.items() if name in metrics} | {
             "warm_start/imitation_loss": loss}
 
-    def evaluate(self) -> dict[str, float]:
-        """Deterministic episodes of π(s) on the evaluation copies; mean and std of return and length."""
-        if self.eval_env is None:
-            raise RuntimeError("this learner was built without an evaluation environment (inference only)")
-        seed = periodic_eval_seed(self.seed, self.evaluations, self.eval_episodes)
-        self.last_eval = run_episodes(self.policy(), self.eval_env, self.eval_episodes, seed)
-        self.evaluations += 1
-        self.last_eval_at = self.progress
-        return {key: value for key, value in self.last_eval.items() if isinstance(value, float)}
-
-    def final_metrics(self) -> dict[str, Any]:
-        """The evaluation of the final policy (with its per-episode seeds, returns and lengths): the latest
-        one when it was made at this step, else a new one."""
-        if self.last_eval_at != self.progress:
-            self.evaluate()
-        return dict(self.last_eval)
-
     def finite_quantities(self) -> dict[str, torch.Tensor]:
         return self.algorithm.finite_quantities()
 
@@ -290,9 +268,7 @@ class OffPolicyLearner(Learner):
     def state_dict(self) -> dict[str, Any]:
         return {
             "algorithm": self.algorithm.state_dict(include_replay_buffer=self.save_replay_buffer),
-            "evaluations": self.evaluations,
-            "last_eval": dict(self.last_eval),  # lists and numbers: loadable with weights_only
-            "last_eval_at": self.last_eval_at,
+            **self.evaluation_state(),
             "warm_started": self.warm_started,
         }
 
@@ -302,8 +278,7 @@ class OffPolicyLearner(Learner):
         if self.eval_env is None:
             algorithm = {key: value for key, value in algorithm.items() if key != "replay_buffer"}
         self.algorithm.load_state_dict(algorithm)
-        self.evaluations, self.last_eval = state["evaluations"], dict(state["last_eval"])
-        self.last_eval_at = state["last_eval_at"]
+        self.load_evaluation_state(state)
         self.warm_started = state.get("warm_started", False)
 
     def on_checkpoint(self) -> None:

@@ -47,12 +47,10 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, register_agent
+from amorctl.agents.base import Learner, PeriodicEvaluation, optimizer_state_of, parameters_of, register_agent
 from amorctl.agents.off_policy import OffPolicyTrainConfig
 from amorctl.envs import BatchedEnv, IterateGymEnv, make_gym_env
 from amorctl.envs.kinds import copy_memory, make_env, validate_env_section
-from amorctl.eval.rollouts import run_episodes
-from amorctl.eval.seeds import periodic_eval_seed
 from amorctl.registry import Registry, closest
 from amorctl.run.errors import ConfigError
 from amorctl.schema import PositiveFloat, PositiveInt, RunConfig, Schedule, Section, check_memory
@@ -313,7 +311,7 @@ def _episodes_callback(episodes: list[tuple[float, int]]) -> Any:
     return Episodes()
 
 
-class SB3Learner(Learner):
+class SB3Learner(PeriodicEvaluation, Learner):
     """A stable-baselines3 model with its evaluation environment, driven by the run loop.
 
     Args:
@@ -326,13 +324,10 @@ class SB3Learner(Learner):
 
     def __init__(self, config: SB3Config, device: torch.device, vec_env: VecEnv, eval_env: BatchedEnv | None,
                  inference: bool = False):
-        self.config, self.device, self.vec_env, self.eval_env = config, device, vec_env, eval_env
+        self.config, self.device, self.vec_env = config, device, vec_env
         self.algo, self.inference = config.sb3.algo, inference
-        self.eval_episodes, self.seed = config.train.eval_episodes, config.seed
+        self._init_evaluation(eval_env, config.train.eval_episodes, config.seed)
         self.save_replay_buffer = config.train.save_replay_buffer
-        self.evaluations = 0
-        self.last_eval: dict[str, Any] = {}
-        self.last_eval_at: int | None = None
         self._capture = _capture_writer()
         self._episodes: list[tuple[float, int]] = []
         self._callback = _episodes_callback(self._episodes)
@@ -383,21 +378,6 @@ class SB3Learner(Learner):
             metrics["train/episodic_length"] = float(np.mean(lengths))
         return {tag: torch.tensor(value) for tag, value in metrics.items()}
 
-    def evaluate(self) -> dict[str, float]:
-        """Deterministic episodes of the policy on the evaluation copies; mean and std of return and length."""
-        if self.eval_env is None:
-            raise RuntimeError("this learner was built without an evaluation environment (inference only)")
-        seed = periodic_eval_seed(self.seed, self.evaluations, self.eval_episodes)
-        self.last_eval = run_episodes(self.policy(), self.eval_env, self.eval_episodes, seed)
-        self.evaluations += 1
-        self.last_eval_at = self.progress
-        return {key: value for key, value in self.last_eval.items() if isinstance(value, float)}
-
-    def final_metrics(self) -> dict[str, Any]:
-        if self.last_eval_at != self.progress:
-            self.evaluate()
-        return dict(self.last_eval)
-
     def finite_quantities(self) -> dict[str, torch.Tensor]:
         """The policy's parameters, the optimizers' moments and SAC's entropy coefficient."""
         from stable_baselines3.common.save_util import recursive_getattr
@@ -433,9 +413,7 @@ class SB3Learner(Learner):
         state: dict[str, Any] = {
             "algo": self.algo,
             "model_zip": torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8),
-            "evaluations": self.evaluations,
-            "last_eval": dict(self.last_eval),
-            "last_eval_at": self.last_eval_at,
+            **self.evaluation_state(),
         }
         replay = getattr(self.model, "replay_buffer", None)
         if self.save_replay_buffer and replay is not None:
@@ -465,8 +443,7 @@ class SB3Learner(Learner):
         if "replay_buffer" in state and self.eval_env is not None and getattr(model, "replay_buffer", None) is not None:
             _restore_replay_buffer(model.replay_buffer, state["replay_buffer"])
         self.model = model
-        self.evaluations, self.last_eval = state["evaluations"], dict(state["last_eval"])
-        self.last_eval_at = state["last_eval_at"]
+        self.load_evaluation_state(state)
 
     def _load_model(self, archive: bytes) -> BaseAlgorithm:
         with zipfile.ZipFile(io.BytesIO(archive)) as files:
