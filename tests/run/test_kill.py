@@ -80,15 +80,17 @@ def plant_orphans(run: Path) -> list[Path]:
     return [*planted, *(run / "checkpoints").glob(".tmp-*"), *run.glob(".tmp-*")]
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
-def test_kill_9_at_random_moments_loses_nothing(tiny_args, find_runs, tmp_path):
-    rng, log = random.Random(20240517), tmp_path / "stderr.log"
-    process = start(log, *tiny_args(*SCHEDULE))
+def kill_resume_and_finish(args: list[str], find_runs: Callable[[], list[Path]], log: Path, seed: int,
+                           kills_wanted: int) -> Path:
+    """Start ``scripts/train.py ARGS``; ``kills_wanted`` times, once a newer checkpoint exists, kill -9 it at a
+    random moment, check the run is intact, plant orphans and resume; let the last resume finish. Returns the run."""
+    rng = random.Random(seed)
+    process = start(log, *args)
     try:
         run = wait_for(lambda: next(iter(find_runs()), None), process)
         assert run is not None, log.read_text()
         step, orphans, kills = -1, [], 0
-        for _ in range(KILLS):
+        for _ in range(kills_wanted):
             reached = wait_for(lambda: latest_step(run) > step, process)  # noqa: B023
             assert reached or process.returncode == 0, log.read_text()
             assert [path for path in orphans if path.exists()] == [], "a resume left a killed write's temporary file"
@@ -106,9 +108,15 @@ def test_kill_9_at_random_moments_loses_nothing(tiny_args, find_runs, tmp_path):
             process.wait()
     assert kills >= 1
     assert_intact(run)
-    assert latest_step(run) == 400
     assert (run / "eval" / "metrics.json").is_file()
     assert sorted(run.rglob(".tmp-*")) == []
+    return run
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
+def test_kill_9_at_random_moments_loses_nothing(tiny_args, find_runs, tmp_path):
+    run = kill_resume_and_finish(tiny_args(*SCHEDULE), find_runs, tmp_path / "stderr.log", 20240517, KILLS)
+    assert latest_step(run) == 400
 
 
 SB3_TINY = ["--config", str(REPOSITORY / "configs" / "sb3_sac_pendulum.yaml"), "name=tiny", "device=cpu",
@@ -121,28 +129,5 @@ SB3_TINY = ["--config", str(REPOSITORY / "configs" / "sb3_sac_pendulum.yaml"), "
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
 def test_kill_9_of_a_stable_baselines3_run_loses_nothing(runs_dir, find_runs, tmp_path):
-    rng, log = random.Random(7), tmp_path / "stderr.log"
-    process = start(log, f"runs_dir={runs_dir}", *SB3_TINY)
-    kills = 0
-    try:
-        run = wait_for(lambda: next(iter(find_runs()), None), process)
-        assert run is not None, log.read_text()
-        for _ in range(2):
-            assert wait_for(lambda: latest_step(run) >= 0, process) or process.returncode == 0, log.read_text()
-            time.sleep(rng.uniform(0.0, 1.0))
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                kills += process.wait() == -signal.SIGKILL
-            assert_intact(run)
-            plant_orphans(run)
-            process = start(log, "--resume", str(run))
-        assert process.wait(timeout=HANG_GUARD_SECONDS) == 0, log.read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert kills >= 1
-    assert_intact(run)
+    run = kill_resume_and_finish([f"runs_dir={runs_dir}", *SB3_TINY], find_runs, tmp_path / "stderr.log", 7, 2)
     assert latest_step(run) == 600
-    assert (run / "eval" / "metrics.json").is_file()
-    assert sorted(run.rglob(".tmp-*")) == []
