@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--problems", type=int, default=16384)
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1e-4, 1e-3, 3e-3])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--biases", type=float, nargs="*", default=[1e-3, -1e-3],
+                   help="constant action offsets δ (a systematic imitation error)")
+    p.add_argument("--iterations", type=int, nargs="*", default=[],
+                   help="horizons T to compare (default: the config's)")
 
     p = sections.add_parser("gym-ids-sb3", help="stable-baselines3 SAC/TD3/PPO with default hyper-parameters on "
                             "every registered amorctl/* id, against the random policy and the zero action")
@@ -89,7 +93,7 @@ def _run_section(args: argparse.Namespace) -> str:
     if args.section == "expert-sensitivity":
         from amorctl.benchmarking.imitation import expert_sensitivity
 
-        return expert_sensitivity(args.problems, args.sigmas, args.seeds)
+        return expert_sensitivity(args.problems, args.sigmas, args.seeds, args.biases, args.iterations)
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

@@ -149,11 +149,14 @@ def test_sac_pendulum_zoo_entry_leaves_the_rest_to_sb3_defaults():
 def test_expert_sensitivity_reports_the_unperturbed_expert_as_the_reference():
     from amorctl.benchmarking.imitation import expert_sensitivity
 
-    table = expert_sensitivity(32, [0.0, 0.01], [0])
-    rows = [line.split("|") for line in table.splitlines() if line.startswith("| 2000000")]
-    assert len(rows) == 2
-    assert rows[0][4].strip() == "1.00" and rows[0][6].strip() == "1.00"  # σ = 0 is the reference
-    assert float(rows[1][3]) > 0 and float(rows[1][5]) > 0
+    table = expert_sensitivity(32, [0.0, 0.01], [0], biases=[0.5], iterations=[5, 8])
+    rows = [[cell.strip() for cell in line.split("|")] for line in table.splitlines() if line.startswith("| ")][2:]
+    assert [(row[1], row[3]) for row in rows] == [
+        ("5", "σ = 0"), ("5", "σ = 0.01"), ("5", "δ = 0.5"), ("8", "σ = 0"), ("8", "σ = 0.01"), ("8", "δ = 0.5")]
+    assert rows[0][5] == "1.00" and rows[0][7] == "1.00"  # the unperturbed expert is each block's reference
+    assert float(rows[1][4]) > 0 and float(rows[1][6]) > 0
+    assert float(rows[2][5]) != 1.0  # a large constant offset changes the gaps: the rows are not copies
+    assert float(rows[3][4]) < float(rows[0][4])  # more iterations, a lower last gap
 
 
 def test_gym_ids_sb3_section_writes_every_cell_with_its_references(tmp_path):
