@@ -125,7 +125,7 @@ def amortization_report(
     output_dir: Path,
     *,
     tuning_contexts: torch.Tensor,
-    max_steps: int = 200,
+    max_steps: int = 100,
     timing_repeats: int = 3,
     clock: Clock = "auto",
     writer: Any | None = None,
@@ -210,7 +210,7 @@ TUNING_CONTEXTS = 128
 
 
 def report_on_run(config: Any, problem: Problem, model: nn.Module, device: torch.device, output_dir: Path,
-                  events: Path | None, *, max_steps: int = 200, clock: Clock = "auto") -> dict[str, Any]:
+                  events: Path | None, *, max_steps: int = 100, clock: Clock = "auto") -> dict[str, Any]:
     """:func:`amortization_report` of a direct run: its held-out set (``eval.num_contexts`` from ``eval.seed``),
     tuning contexts from ``eval.seed`` + :data:`~amorctl.eval.seeds.TUNING_SEED_OFFSET`, ``eval.timing_repeats``."""
     reference = ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, device)

@@ -3,7 +3,8 @@
 A model's forward pass (~1 ms) and a solver's run (~1 s) are timed alike (:func:`seconds_per_call`):
 
 - ``torch.utils.benchmark.Timer`` with ``blocked_autorange`` (a warm-up that also sizes the blocks),
-  run long enough for ``repeats`` blocks; the figure is the median over blocks;
+  run long enough for ``repeats`` blocks (one for a call of :data:`LONG_CALL` seconds or more); the
+  figure is the median over blocks;
 - one intra-op thread for both (the Timer sets ``torch.set_num_threads(1)`` around the measurement and
   restores the caller's setting afterwards), so neither gets the other's cores;
 - on a CPU device the clock is the calling thread's CPU time (:data:`CLOCKS` ``"auto"``). On a loaded
@@ -34,7 +35,12 @@ THREADS = 1
 """Intra-op threads of every timed call (model and solver alike)."""
 
 MIN_RUN_TIME = 0.05
-"""Seconds of the first ``blocked_autorange`` (after its warm-up); later blocks repeat its block size."""
+"""Seconds of the first ``blocked_autorange`` (after its warm-up)."""
+
+LONG_CALL = 0.5
+"""A call of at least this many seconds is measured once after its warm-up, not ``repeats`` times: a block
+that long averages the machine's noise over its own length (a reference solve of the default run's 256
+contexts takes seconds, and the report times several)."""
 
 
 def clock_of(device: torch.device, clock: Clock = "auto") -> Callable[[], float]:
@@ -51,7 +57,8 @@ def clock_of(device: torch.device, clock: Clock = "auto") -> Callable[[], float]
 
 
 def seconds_per_call(fn: Callable[[], Any], device: torch.device, repeats: int, clock: Clock = "auto") -> float:
-    """The median seconds of one ``fn()`` over at least ``repeats`` timed blocks, under :data:`THREADS` threads.
+    """The median seconds of one ``fn()`` over at least ``repeats`` timed blocks (one for a call of
+    :data:`LONG_CALL` seconds or more), under :data:`THREADS` threads.
 
     ``fn`` runs under ``torch.no_grad`` (it may still take gradients with ``torch.func``). Its first
     calls are a warm-up and are not counted.
@@ -59,8 +66,8 @@ def seconds_per_call(fn: Callable[[], Any], device: torch.device, repeats: int, 
     timer = Timer("fn()", globals={"fn": torch.no_grad()(fn)}, timer=clock_of(device, clock), num_threads=THREADS)
     measurement = timer.blocked_autorange(min_run_time=MIN_RUN_TIME)
     per_call = list(measurement.times)
-    if len(per_call) < repeats:  # a long call: one more autorange long enough for the missing blocks
-        block_seconds = measurement.median * measurement.number_per_run
+    block_seconds = measurement.median * measurement.number_per_run
+    if len(per_call) < repeats and block_seconds < LONG_CALL:  # one more autorange for the missing blocks
         more = timer.blocked_autorange(min_run_time=block_seconds * (repeats - len(per_call)) * 0.99)
         per_call.extend(more.times)
     return statistics.median(per_call)
