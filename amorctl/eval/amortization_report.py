@@ -395,9 +395,11 @@ def _plot(curves: dict[str, list[dict[str, Any]]], solver: str, summary: dict[st
     axes[0].set_xscale("log")
     axes[0].set_xlabel("seconds per solution (batched, 1 thread)")
     axes[1].set_xscale("symlog", linthresh=1.0)
+    axes[1].set_xlim(left=0.0)
     axes[1].set_xlabel("objective + gradient evaluations per solution")
     axes[0].set_ylabel("mean objective gap f(ŷ) − f* (held out)")
     for ax in axes:
+        ax.axhline(max(summary["model_gap"], GAP_FLOOR), color="gray", linestyle=":", linewidth=1)  # the gap to reach
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
