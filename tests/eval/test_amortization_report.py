@@ -164,3 +164,16 @@ def test_bad_report_options_exit_2(tiny_args, find_runs, capsys):
     capsys.readouterr()
     assert evaluate_main([str(run), "--solver-steps", "0"]) == 2
     assert "--solver-steps" in capsys.readouterr().err
+
+
+def test_the_report_timing_benchmark_measures_both_loads_and_ends_its_busy_loops(tiny_args, find_runs, capsys):
+    from amorctl.benchmarking.report_timing import busy_loops, report_timing
+
+    with busy_loops(1):
+        pass  # started and ended: no process is left behind (Popen.wait returned)
+    assert train_main(["--no-progress", *tiny_args()]) == 0
+    (run,) = find_runs()
+    capsys.readouterr()
+    out = report_timing([str(run)], ["auto"], busy=1, solver_steps=3)
+    assert "| tiny | auto | +0 |" in out and "| tiny | auto | +1 |" in out
+    assert "speedup: larger / smaller (+0 vs +1)" in out
