@@ -88,7 +88,9 @@ class DirectEvalConfig(Section):
     num_contexts: PositiveInt = 256
     """Held-out contexts, drawn once from ``eval.seed`` (never from the training stream)."""
     seed: Seed = 12345
-    timing_repeats: PositiveInt = 5
+    timing_repeats: PositiveInt = 3
+    """Timed blocks (at least) behind every seconds-per-solution figure: the final metrics' model and solver
+    times and ``speedup``, and the amortization report's points (:mod:`amorctl.eval.timing`)."""
     steps: PositiveInt | None = None
     """Semi-amortized models only: the number of iterations run at evaluation and inference (default
     ``model.steps``, the K of training); steps past K reuse the last learned step size."""
@@ -216,7 +218,7 @@ class DirectAmortization(Learner):
         seed: seeds the context stream.
         device: where contexts are drawn and the model runs.
         reference: held-out contexts with reference solutions, for :meth:`evaluate` and :meth:`final_metrics`.
-        timing_repeats: forward passes timed for the speedup in :meth:`final_metrics`.
+        timing_repeats: timed blocks (at least) of model and solver for the speedup in :meth:`final_metrics`.
     """
 
     def __init__(
@@ -236,7 +238,7 @@ class DirectAmortization(Learner):
         seed: int,
         device: torch.device | str,
         reference: ReferenceSet | None = None,
-        timing_repeats: int = 5,
+        timing_repeats: int = 3,
         iterate_weights: IterateSchedule = "last",
         geometric_ratio: float = 0.5,
     ):

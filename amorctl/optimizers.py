@@ -137,6 +137,20 @@ class GradientDescent(BatchedOptimizer):
         return gradient_step(self.problem, y, x, state["step_size"]), state
 
 
+class ProjectedGradientDescent(BatchedOptimizer):
+    """y ← Π_box(y − α ∇f(y)): gradient descent kept in a family's box ``bounds`` (e.g. pendulum_mpc)."""
+
+    name = "projected_gd"
+
+    def __init__(self, problem: Problem, *, step_size: float | torch.Tensor = 0.01):
+        if problem.bounds is None:
+            raise TypeError(f"{self.name} needs a family with box bounds; {type(problem).__name__} has none")
+        super().__init__(problem, step_size=step_size)
+
+    def step(self, y, x, state):
+        return projected_gradient_step(self.problem, y, x, state["step_size"]), state
+
+
 class HeavyBall(BatchedOptimizer):
     """Polyak's heavy-ball momentum: v ← βv − α ∇f(y), y ← y + v (v₀ = 0)."""
 
@@ -424,7 +438,7 @@ class FISTA(_ProximalGradient):
 
 
 OPTIMIZERS: dict[str, type[BatchedOptimizer]] = {
-    cls.name: cls for cls in (GradientDescent, HeavyBall, Nesterov, Adam, LBFGS, ISTA, FISTA)
+    cls.name: cls for cls in (GradientDescent, ProjectedGradientDescent, HeavyBall, Nesterov, Adam, LBFGS, ISTA, FISTA)
 }
 
 

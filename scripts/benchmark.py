@@ -6,7 +6,8 @@ identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-bas
 settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput``, ``gym-ids-sb3``
 (stable-baselines3's SAC, TD3 and PPO with their default hyper-parameters on the registered ``amorctl/*`` ids,
 against the random policy and the zero action) and ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
-under small action noise). Record results in ``benchmarks/RESULTS.md``.
+under small action noise), and ``report-timing`` (the amortization report's speed-ups of trained direct runs
+under the current load and with two busy-loop processes more). Record results in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ids", nargs="+", default=None, help="registered ids (default: all of ITERATE_ENV_IDS)")
     p.add_argument("--out", default="benchmarks")
 
+    p = sections.add_parser("report-timing", help="the amortization report's speed-ups of trained direct runs "
+                            "under the current load and with extra busy-loop processes")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--clocks", nargs="+", choices=["auto", "wall"], default=["auto", "wall"])
+    p.add_argument("--busy", type=int, default=2, help="busy-loop processes added for the second measurement")
+    p.add_argument("--solver-steps", type=int, default=100)
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -94,6 +102,11 @@ def _run_section(args: argparse.Namespace) -> str:
         from amorctl.benchmarking.imitation import expert_sensitivity
 
         return expert_sensitivity(args.problems, args.sigmas, args.seeds, args.biases, args.iterations)
+
+    if args.section == "report-timing":
+        from amorctl.benchmarking.report_timing import report_timing
+
+        return report_timing(args.runs, args.clocks, args.busy, args.solver_steps)
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

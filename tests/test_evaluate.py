@@ -184,7 +184,8 @@ def test_a_direct_run_shows_its_held_out_metrics(tiny_args, find_runs, capsys):
     assert evaluate(run) == 0
     out = capsys.readouterr().out
     assert "direct run of a model, not a policy" in out and "relative_gap_mean" in out
-    assert not (run / "eval" / "evaluate.json").exists()
+    assert "amortization report" in out  # and its files, beside evaluate.json (tests/eval/test_amortization_report.py)
+    assert "amortization" in json.loads((run / "eval" / "evaluate.json").read_text())
 
     (run / "eval" / "metrics.json").unlink()
     assert evaluate(run) == 2

@@ -47,7 +47,7 @@ def lasso():
 
 def test_registry_and_run_shapes(easy_quadratic):
     problem, _, x = easy_quadratic
-    assert set(OPTIMIZERS) == {"gd", "momentum", "nesterov", "adam", "lbfgs", "ista", "fista"}
+    assert set(OPTIMIZERS) == {"gd", "projected_gd", "momentum", "nesterov", "adam", "lbfgs", "ista", "fista"}
     y0 = torch.randn(16, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for name in SMOOTH:
         run = run_optimizer(name, problem, x, y0, 7)

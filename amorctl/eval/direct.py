@@ -2,12 +2,12 @@
 
 A family without a reference solver (its :meth:`~amorctl.problems.Problem.solve` raises
 ``NotImplementedError``) is still evaluated: on the objective alone, without gaps, distances or
-speedup.
+speedup. The gap against compute in full (model, warm start, solver from scratch) is the
+amortization report, :mod:`amorctl.eval.amortization_report`.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from amorctl.eval.timing import seconds_per_call
 from amorctl.problems import Problem
 
 RELATIVE_GAP_FLOOR = 1e-8
@@ -23,32 +24,25 @@ RELATIVE_GAP_FLOOR = 1e-8
 
 @dataclass
 class ReferenceSet:
-    """Held-out contexts with their reference solutions and how long the solver took for them.
+    """Held-out contexts with their reference solutions.
 
-    ``solutions``, ``optimal_values`` and ``solver_seconds`` are ``None`` when the family has no
-    reference solver.
+    ``solutions`` and ``optimal_values`` are ``None`` when the family has no reference solver.
     """
 
     contexts: torch.Tensor
     solutions: torch.Tensor | None
     optimal_values: torch.Tensor | None
-    solver_seconds: float | None
 
     @classmethod
     def build(cls, problem: Problem, num_contexts: int, seed: int, device: torch.device) -> ReferenceSet:
-        """Draw ``num_contexts`` contexts from their own seeded generator and solve them once, timed.
-
-        A solve of two contexts first warms the solver up (library initialisation, first kernel
-        launches), as the model's timing is warmed up, so that neither pays start-up in its time.
-        """
+        """Draw ``num_contexts`` contexts from their own seeded generator and solve them once."""
         generator = torch.Generator(device=device).manual_seed(seed)
         contexts = problem.sample_contexts(num_contexts, generator, device)
         try:
-            problem.solve(contexts[:2])
-            solutions, seconds = timed(lambda: problem.solve(contexts), device)
+            solutions = problem.solve(contexts)
         except NotImplementedError:
-            return cls(contexts, None, None, None)
-        return cls(contexts, solutions, problem.objective(solutions, contexts), seconds)
+            return cls(contexts, None, None)
+        return cls(contexts, solutions, problem.objective(solutions, contexts))
 
     @property
     def solved(self) -> bool:
@@ -57,7 +51,7 @@ class ReferenceSet:
 
 
 def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float]:
-    """``fn()`` and its wall-clock seconds, synchronising the device around it."""
+    """``fn()`` and its wall-clock seconds, synchronising the device around it (one call, no repeats)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
@@ -99,20 +93,21 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Gap metrics plus seconds per solution for model and solver on the same batch and device.
 
-    The model's time is the median of ``timing_repeats`` forward passes over the whole held-out
-    batch (after one warm-up pass); the solver's is its single timed run in
-    :meth:`ReferenceSet.build`. ``speedup`` is their ratio; without a solver both are left out.
+    Both are timed by the one rule of :func:`amorctl.eval.timing.seconds_per_call` (the amortization
+    report's): the whole held-out batch per call, one thread each, the median of at least
+    ``timing_repeats`` blocks after a warm-up, on a CPU the thread's CPU time. ``speedup`` is the
+    solver's seconds over the model's; without a solver both solver figures are left out.
     """
     device = reference.contexts.device
+    batch = reference.contexts.shape[0]
+    training = model.training
     model.eval()
     predictions = model(reference.contexts)
-    seconds = [timed(lambda: model(reference.contexts), device)[1] for _ in range(timing_repeats)]
-    model.train()
-    batch = reference.contexts.shape[0]
-    model_seconds = statistics.median(seconds) / batch
+    model_seconds = seconds_per_call(lambda: model(reference.contexts), device, timing_repeats) / batch
+    model.train(training)
     metrics = {**gap_metrics(problem, predictions, reference), "model_seconds_per_solution": model_seconds}
     if reference.solved:
-        solver_seconds = reference.solver_seconds / batch
+        solver_seconds = seconds_per_call(lambda: problem.solve(reference.contexts), device, timing_repeats) / batch
         metrics.update(solver_seconds_per_solution=solver_seconds, speedup=solver_seconds / model_seconds)
     return {**metrics, "num_contexts": batch}
 

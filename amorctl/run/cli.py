@@ -77,7 +77,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     Exit status 0 on success, 2 for bad input (a missing path, a folder that is no run, no or a corrupt
     checkpoint, an impossible option), with one sentence on stderr. A direct amortization run has no
-    policy to roll out: its held-out metrics are printed again from ``eval/metrics.json``.
+    policy to roll out: its held-out metrics are printed again from ``eval/metrics.json`` and its amortization
+    report (:mod:`amorctl.eval.amortization_report`) is written beside the JSON.
     """
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
@@ -100,6 +101,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes to film with --video (default: 1)")
     parser.add_argument("--steps", type=int, default=100,
                         help="control steps per closed-loop episode of an amortized controller (default: 100)")
+    parser.add_argument("--solver-steps", type=int, default=100,
+                        help="direct runs' amortization report: the most classical solver steps, from scratch and "
+                             "after the model's warm start (default: 100)")
+    parser.add_argument("--clock", choices=("auto", "wall"), default="auto",
+                        help="the report's timing clock: auto (the thread's CPU time on a CPU, robust on a shared "
+                             "machine; synchronised wall-clock on CUDA) or wall (default: auto)")
     _add_import_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_intermixed_args(argv)
@@ -109,7 +116,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 def _checked_evaluate(args: argparse.Namespace) -> None:
     for option, value in (("--episodes", args.episodes), ("--num-envs", args.num_envs),
-                          ("--video-episodes", args.video_episodes), ("--steps", args.steps)):
+                          ("--video-episodes", args.video_episodes), ("--steps", args.steps),
+                          ("--solver-steps", args.solver_steps)):
         if value < 1:
             raise AmorctlError(f"{option} must be at least 1, got {value}")
     load_plugins(args.imports)
@@ -185,14 +193,15 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_model(args: argparse.Namespace, run, checkpoint, config) -> None:
-    """A model's held-out metrics from training and, where its family has one, its closed-loop report."""
+    """A model's held-out metrics from training, its amortization report and, where its family has one, its
+    closed-loop report."""
     import json
 
+    from amorctl.eval.amortization_report import report_on_run
     from amorctl.eval.direct import format_table
     from amorctl.eval.load import load_run
     from amorctl.eval.reports import MODEL_REPORTS, write_json
     from amorctl.eval.seeds import EVALUATE_SEED_OFFSET
-    from amorctl.problems import make_problem
     from amorctl.run.errors import EvaluationError
 
     path = run.eval / "metrics.json"
@@ -205,18 +214,26 @@ def _evaluate_model(args: argparse.Namespace, run, checkpoint, config) -> None:
         ) from None
     print(f"{run.root} is a {config.agent} run of a model, not a policy; its held-out metrics ({path}):")
     print(format_table(metrics))
-    family = config.problem["name"]
-    if family not in MODEL_REPORTS:
-        return
-    seed = args.seed if args.seed is not None else config.seed + EVALUATE_SEED_OFFSET
-    loaded = load_run(run.root, checkpoint, args.overrides)
-    report = MODEL_REPORTS[family](make_problem(**config.problem), loaded.policy, args.episodes, args.steps, seed,
-                                   loaded.device)
-    print(f"closed loop, {args.episodes} episodes of {args.steps} control steps from seed {seed}:")
-    print(format_table({key: value for key, value in report.items() if not isinstance(value, list)}))
     output = args.output if args.output is not None else run.eval / "evaluate.json"
-    write_json(output, {"run": str(run.root), "checkpoint": str(loaded.checkpoint), "step": loaded.step,
-                        "seed": seed, "closed_loop": report})
+    loaded = load_run(run.root, checkpoint, args.overrides)
+    problem, model = loaded.learner.problem, loaded.learner.model
+    result: dict = {"run": str(run.root), "checkpoint": str(loaded.checkpoint), "step": loaded.step}
+    try:
+        report = report_on_run(config, problem, model, loaded.device, output.parent, run.events,
+                               max_steps=args.solver_steps, clock=args.clock)
+    except (ValueError, RuntimeError) as error:  # no reference solver (no gaps), or every step size diverged
+        print(f"no amortization report: {error}")
+    else:
+        result["amortization"] = report
+        print(f"amortization report ({report['png']}): {report['sentence']}")
+    family = config.problem["name"]
+    if family in MODEL_REPORTS:
+        seed = args.seed if args.seed is not None else config.seed + EVALUATE_SEED_OFFSET
+        closed = MODEL_REPORTS[family](problem, model.eval(), args.episodes, args.steps, seed, loaded.device)
+        print(f"closed loop, {args.episodes} episodes of {args.steps} control steps from seed {seed}:")
+        print(format_table({key: value for key, value in closed.items() if not isinstance(value, list)}))
+        result.update(seed=seed, closed_loop=closed)
+    write_json(output, result)
     print(f"results: {output}")
 
 
