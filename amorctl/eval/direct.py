@@ -26,7 +26,8 @@ class ReferenceSet:
     """Held-out contexts with their reference solutions and how long the solver took for them.
 
     ``solutions``, ``optimal_values`` and ``solver_seconds`` are ``None`` when the family has no
-    reference solver.
+    reference solver; planted references (``solutions`` planted by the sampler) have no optimal
+    values or solver time.
     """
 
     contexts: torch.Tensor
@@ -35,13 +36,21 @@ class ReferenceSet:
     solver_seconds: float | None
 
     @classmethod
-    def build(cls, problem: Problem, num_contexts: int, seed: int, device: torch.device) -> ReferenceSet:
+    def build(
+        cls, problem: Problem, num_contexts: int, seed: int, device: torch.device, target: str = "solver"
+    ) -> ReferenceSet:
         """Draw ``num_contexts`` contexts from their own seeded generator and solve them once, timed.
 
         A solve of two contexts first warms the solver up (library initialisation, first kernel
         launches), as the model's timing is warmed up, so that neither pays start-up in its time.
+        With ``target="planted"`` the references are the solutions the family's sampler planted in the
+        contexts (:meth:`~amorctl.problems.Problem.sample_planted`); no solver runs, so there are no
+        optimal values or solver time.
         """
         generator = torch.Generator(device=device).manual_seed(seed)
+        if target == "planted":
+            contexts, planted = problem.sample_planted(num_contexts, generator, device)
+            return cls(contexts, planted, None, None)
         contexts = problem.sample_contexts(num_contexts, generator, device)
         try:
             problem.solve(contexts[:2])
@@ -73,13 +82,20 @@ def gap_metrics(problem: Problem, predictions: torch.Tensor, reference: Referenc
 
     Without reference solutions only the mean objective f(ŷ) is returned (``objective_mean``); the
     relative gap is left out when some |f*| is (near) zero, where it means nothing (e.g. Rosenbrock).
+    Against planted solutions y₀ (no f*): f(ŷ), ‖ŷ − y₀‖ and ``nmse_db`` = 10 log₁₀(Σ‖ŷ − y₀‖² / Σ‖y₀‖²),
+    the normalised mean squared error of sparse coding, summed over the held-out set.
     """
     values = problem.objective(predictions, reference.contexts).double()
     if not reference.solved:
         return {"objective_mean": values.mean().item()}
+    error = (predictions - reference.solutions).double()
+    distance = error.norm(dim=-1)
+    if reference.optimal_values is None:
+        nmse = error.square().sum() / reference.solutions.double().square().sum()
+        return {"objective_mean": values.mean().item(), "solution_distance_mean": distance.mean().item(),
+                "nmse_db": 10.0 * torch.log10(nmse).item()}
     optimal = reference.optimal_values.double()
     gap = values - optimal
-    distance = (predictions - reference.solutions).double().norm(dim=-1)
     metrics = {
         "objective_mean": values.mean().item(),
         "optimal_objective_mean": optimal.mean().item(),
@@ -101,7 +117,8 @@ def evaluate_model(
 
     The model's time is the median of ``timing_repeats`` forward passes over the whole held-out
     batch (after one warm-up pass); the solver's is its single timed run in
-    :meth:`ReferenceSet.build`. ``speedup`` is their ratio; without a solver both are left out.
+    :meth:`ReferenceSet.build`. ``speedup`` is their ratio; without a solver run (no solver, or planted
+    references) both are left out.
     """
     device = reference.contexts.device
     model.eval()
@@ -111,7 +128,7 @@ def evaluate_model(
     batch = reference.contexts.shape[0]
     model_seconds = statistics.median(seconds) / batch
     metrics = {**gap_metrics(problem, predictions, reference), "model_seconds_per_solution": model_seconds}
-    if reference.solved:
+    if reference.solver_seconds is not None:
         solver_seconds = reference.solver_seconds / batch
         metrics.update(solver_seconds_per_solution=solver_seconds, speedup=solver_seconds / model_seconds)
     return {**metrics, "num_contexts": batch}

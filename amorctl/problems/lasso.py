@@ -97,13 +97,23 @@ class Lasso(Problem):
     def sample_contexts(
         self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
     ) -> torch.Tensor:
+        return self.sample_planted(batch_size, generator, device)[0]
+
+    def sample_planted(
+        self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signals x = D s + ε and the sparse codes s that generated them (the sparse-coding target of LISTA).
+
+        s is the planted solution: the code to recover, not the lasso minimiser y*, which λ shrinks
+        towards 0 (and, with noise, x's own noise moves).
+        """
         n, k, where = self.code_dim, self.sparsity, generator.device
         support = torch.rand(batch_size, n, generator=generator, device=where).argsort(dim=-1)[:, :k]
         amplitudes = torch.randn(batch_size, k, generator=generator, device=where)
         codes = amplitudes.new_zeros(batch_size, n).scatter(-1, support, amplitudes)
         noise = torch.randn(batch_size, self.signal_dim, generator=generator, device=where)
         dictionary = self.dictionary.to(device=where, dtype=codes.dtype)
-        return (codes @ dictionary.mT + self.noise_std * noise).to(device)
+        return (codes @ dictionary.mT + self.noise_std * noise).to(device), codes.to(device)
 
     def objective(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.smooth_objective(y, x) + self.l1 * y.abs().sum(-1)
