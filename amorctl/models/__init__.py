@@ -23,9 +23,9 @@ from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, 
 
 __all__ = [
     "ACTIVATIONS",
+    "LISTA",
     "MODELS",
     "PROJECTIONS",
-    "LISTA",
     "FullyAmortizedMLP",
     "OrthantReLU",
     "OrthantSoftplus",

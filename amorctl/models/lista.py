@@ -87,7 +87,8 @@ class LISTA(nn.Module):
         encoder = (dictionary.T / lipschitz).to(dtype).expand(steps, -1, -1).clone()
         self.encoders = nn.Parameter(encoder)  # W_eᵏ (untied) or Wᵏ (coupled), (K, n, m)
         if variant == "untied":
-            mutual = torch.eye(n, dtype=dictionary.dtype, device=dictionary.device) - dictionary.T @ dictionary / lipschitz
+            identity = torch.eye(n, dtype=dictionary.dtype, device=dictionary.device)
+            mutual = identity - dictionary.T @ dictionary / lipschitz
             self.mutual = nn.Parameter(mutual.to(dtype).expand(steps, -1, -1).clone())  # Sᵏ, (K, n, n)
         else:
             self.mutual = None

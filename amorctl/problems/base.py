@@ -58,7 +58,7 @@ class Problem(ABC):
     def sample_planted(
         self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Contexts x ~ p(x) together with the solutions planted in them, ``(B, context_dim)`` and ``(B, solution_dim)``.
+        """Contexts x ~ p(x) and the solutions planted in them, ``(B, context_dim)`` and ``(B, solution_dim)``.
 
         For a family whose sampler builds each context from a known answer (the sparse code behind a
         lasso signal), this returns that answer next to the context, drawing exactly what

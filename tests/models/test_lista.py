@@ -3,18 +3,22 @@ sparse coding, and the refusals of families and settings LISTA cannot use."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from amorctl.benchmarking.lista import lista_benchmark
 from amorctl.eval.direct import ReferenceSet, gap_metrics
 from amorctl.gradients import FirstOrder, Truncated
 from amorctl.models import LISTA, build_model, is_semi_amortized, model_iterates
 from amorctl.optimizers import run_optimizer
 from amorctl.problems import Lasso, LogisticRegression, Quadratic, has_planted_solutions
 from amorctl.run.cli import train_main
+from amorctl.run.errors import AmorctlError
 
 SMALL = {"signal_dim": 10, "code_dim": 20, "sparsity": 2, "l1": 0.1, "noise_std": 0.0}
 
@@ -132,7 +136,7 @@ def test_estimators_cut_what_they_promise():
 
 @pytest.mark.parametrize("family", [Quadratic(dim=3), LogisticRegression(num_features=3, num_samples=8)])
 def test_families_that_are_not_composite_are_refused(family):
-    with pytest.raises(ValueError, match="model.kind='lista' needs a composite"):
+    with pytest.raises(ValueError, match=r"model\.kind='lista' needs a composite"):
         build_model({"kind": "lista"}, family)
 
 
@@ -159,6 +163,7 @@ def test_a_planted_reference_reports_nmse_and_no_solver_figures():
     assert "objective_gap_mean" not in metrics and metrics["solution_distance_mean"] > 0
 
 
+CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "amortize_lasso_lista.yaml")
 TINY = [
     "device=cpu", "problem={name: lasso, signal_dim: 20, code_dim: 40, sparsity: 3, l1: 0.1, noise_std: 0.0}",
     "model={kind: lista, steps: 4}", "train.steps=150", "train.batch_size=64", "train.lr=1e-2",
@@ -167,26 +172,61 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("variant", ["coupled", "untied"])
-def test_a_tiny_run_through_train_py_lowers_the_nmse(tmp_path, variant):
-    config = "configs/amortize_lasso_lista.yaml"
-    assert train_main(["--config", config, f"runs_dir={tmp_path}", *TINY, f"model.variant={variant}",
+def train_tiny(runs_dir, variant: str) -> dict:
+    assert train_main(["--config", CONFIG, f"runs_dir={runs_dir}", *TINY, f"model.variant={variant}",
                        "--no-progress"]) == 0
-    (metrics_file,) = tmp_path.glob("*/*/eval/metrics.json")
-    metrics = json.loads(metrics_file.read_text())
+    (metrics_file,) = runs_dir.glob("*/*/eval/metrics.json")
+    return json.loads(metrics_file.read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A coupled LISTA run of a few seconds on a small lasso: its folder and final metrics."""
+    runs_dir = tmp_path_factory.mktemp("lista_runs")
+    metrics = train_tiny(runs_dir, "coupled")
+    (run,) = runs_dir.glob("*/*")
+    return run, metrics
+
+
+def untrained_nmse() -> float:
     problem = Lasso(signal_dim=20, code_dim=40, sparsity=3, l1=0.1, noise_std=0.0)
     untrained = build_model({"kind": "lista", "steps": 4}, problem)
     reference = ReferenceSet.build(problem, 128, seed=12345, device=torch.device("cpu"), target="planted")
     with torch.no_grad():
-        before = gap_metrics(problem, untrained(reference.contexts), reference)["nmse_db"]
+        return gap_metrics(problem, untrained(reference.contexts), reference)["nmse_db"]
+
+
+def test_a_tiny_coupled_run_through_train_py_lowers_the_nmse(tiny_run):
+    _, metrics = tiny_run
+    before = untrained_nmse()
     assert metrics["nmse_db"] < before - 4.0, (metrics["nmse_db"], before)
-    assert metrics["model_steps"] == 4 and "speedup" not in metrics
+    assert metrics["model_steps"] == 4 and "speedup" not in metrics and "objective_gap_mean" not in metrics
+
+
+def test_a_tiny_untied_run_through_train_py_lowers_the_nmse(tmp_path):
+    metrics = train_tiny(tmp_path, "untied")
+    assert metrics["nmse_db"] < untrained_nmse() - 4.0
+
+
+def test_the_benchmark_compares_every_layer_with_ista_and_fista(tiny_run, tmp_path):
+    run, metrics = tiny_run
+    report = lista_benchmark(str(run), max_iterations=30, tuning_signals=16, lambdas=(0.02, 0.1), out=str(tmp_path))
+    with (tmp_path / "lista_nmse.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    assert [int(row[0]) for row in body] == [1, 2, 3, 4, 10, 20, 30]
+    assert header[1].startswith("LISTA") and any(name.startswith("ISTA") for name in header)
+    assert any(name.startswith("FISTA") for name in header)
+    assert float(body[3][1]) == pytest.approx(metrics["nmse_db"], abs=1e-3)  # layer 4 is the model's output
+    assert body[4][1] == "" and all(cell != "" for row in body for cell in row[2:])
+    assert "| 4 |" in report and "tuned on 16 other signals" in report
+    with pytest.raises(AmorctlError, match="at least the run's 4 layers"):
+        lista_benchmark(str(run), max_iterations=3, tuning_signals=16, lambdas=(0.1,), out=str(tmp_path))
 
 
 @pytest.mark.slow
 def test_the_shipped_config_reaches_the_bar(tmp_path):
     """The issue-7 bar: 16 layers, NMSE ≤ −35 dB on held-out signals (about 30 minutes on two cores)."""
-    config = "configs/amortize_lasso_lista.yaml"
-    assert train_main(["--config", config, f"runs_dir={tmp_path}", "device=cpu", "--no-progress"]) == 0
+    assert train_main(["--config", CONFIG, f"runs_dir={tmp_path}", "device=cpu", "--no-progress"]) == 0
     (metrics_file,) = tmp_path.glob("*/*/eval/metrics.json")
     assert json.loads(metrics_file.read_text())["nmse_db"] <= -35.0
