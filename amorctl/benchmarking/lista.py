@@ -32,7 +32,7 @@ from amorctl.run.cli import train_main
 from amorctl.run.errors import AmorctlError
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "amortize_lasso_lista.yaml"
-LAMBDAS = (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+LAMBDAS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 TUNING_SEED_OFFSET = 1
 """Tuning signals are drawn from ``eval.seed + 1``, never from the held-out draw."""
 

@@ -27,7 +27,10 @@ class Lasso(Problem):
     support of k = ``sparsity`` indices drawn uniformly without replacement, N(0, 1) amplitudes
     on it) and noise ε ~ N(0, noise_std² I_m). With the defaults (m = 20, n = 50, k = 3, λ = 0.1,
     noise 0.01) the codes are recoverable (k ≪ m), D is 2.5× overcomplete, and λ is about a tenth
-    of the typical ‖Dᵀx‖_∞, so y* is sparse but not trivially zero.
+    of the typical ‖Dᵀx‖_∞, so y* is sparse but not trivially zero. :meth:`sample_planted` returns the
+    codes s with the signals: the target of sparse coding (LISTA, ``loss.target: planted``). The
+    standard sparse-coding setting of the LISTA papers is m = 250, n = 500, k = 50, noise 0
+    (``configs/amortize_lasso_lista.yaml``).
 
     f = g + h is non-smooth: g(y) = ½‖Dy − x‖² is smooth with gradient Dᵀ(Dy − x)
     (:meth:`smooth_gradient`) and Lipschitz constant L = ‖D‖₂² (:attr:`lipschitz`); h = λ‖·‖₁ has the
