@@ -33,7 +33,7 @@ from amorctl.losses import (
     regression_loss,
 )
 from amorctl.models import MODELS, build_model, is_semi_amortized, model_iterates
-from amorctl.problems import Problem, make_problem
+from amorctl.problems import Problem, has_planted_solutions, make_problem
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     FiniteFloat,
@@ -68,6 +68,11 @@ class LossConfig(Section):
     (wᵢ ∝ i + 1) or ``geometric`` (wᵢ ∝ ``geometric_ratio``^(K − i)); normalised to sum to 1."""
     geometric_ratio: Annotated[FiniteFloat, Gt(0.0), Le(1.0)] = 0.5
     """For ``geometric``: the ratio between the weights of consecutive iterates."""
+    target: Literal["solver", "planted"] = "solver"
+    """What y* is, for the regression loss and the held-out reference: ``solver`` (the family's reference
+    solver) or ``planted`` (the solutions the family's sampler planted in its contexts, e.g. the sparse codes
+    behind lasso signals; ``Problem.sample_planted``). Targets are only ever compared with predictions,
+    models never see them."""
 
 
 class DirectTrainConfig(ScheduleConfig):
@@ -123,7 +128,10 @@ class DirectConfig(RunConfig):
         self.model = validate_model_section(self.model)
         problem = make_problem(**self.problem)
         name = self.problem["name"]
-        if self.loss.kind != "objective" and type(problem).solve is Problem.solve:
+        if self.loss.target == "planted" and not has_planted_solutions(problem):
+            raise ConfigError(f"loss.target='planted' needs a family whose sampler plants the solutions "
+                              f"(Problem.sample_planted, e.g. lasso); problem {name!r} plants none")
+        if self.loss.kind != "objective" and self.loss.target == "solver" and type(problem).solve is Problem.solve:
             raise ConfigError(f"loss.kind={self.loss.kind!r} needs y*, but problem {name!r} has no reference solver")
         self.gradient = validate_gradient_section(self.gradient)
         built: list[nn.Module] = []  # the model, built on the meta device (nothing allocated) for the checks
@@ -165,6 +173,10 @@ class DirectConfig(RunConfig):
             make_estimator(**self.gradient).check(model.steps)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        limit = getattr(model, "max_inference_steps", None)
+        if self.eval.steps is not None and limit is not None and self.eval.steps > limit:
+            raise ConfigError(f"eval.steps={self.eval.steps} is more than model.kind={kind!r} can run: its "
+                              f"{limit} layers (model.steps) are untied, none can be repeated; use at most {limit}")
 
     def schedule(self) -> Schedule:
         t = self.train
@@ -210,6 +222,8 @@ class DirectAmortization(Learner):
         loss: ``objective`` (eq. 2.10), ``regression`` (eq. 2.9) or ``mixed``.
         regression_weight: w of the mixed loss (1 − w)·objective + w·regression.
         iterate_weights, geometric_ratio: the schedule of eq. 2.12 over a semi-amortized model's iterates.
+        target: y* of the regression loss: ``solver`` (``problem.solve`` on each batch) or ``planted``
+            (the solutions ``problem.sample_planted`` draws with the batch).
         optimizer, lr, weight_decay: the parameter optimizer.
         lr_schedule: ``constant`` or ``cosine`` (annealed to 0 over ``total_steps``).
         total_steps: length of the run, for the schedule.
@@ -241,10 +255,11 @@ class DirectAmortization(Learner):
         timing_repeats: int = 3,
         iterate_weights: IterateSchedule = "last",
         geometric_ratio: float = 0.5,
+        target: Literal["solver", "planted"] = "solver",
     ):
         self.problem, self.model = problem, model
         self.loss_kind, self.regression_weight = loss, regression_weight
-        self.iterate_schedule, self.geometric_ratio = iterate_weights, geometric_ratio
+        self.iterate_schedule, self.geometric_ratio, self.target = iterate_weights, geometric_ratio, target
         self.batch_size, self.grad_clip = batch_size, grad_clip
         self.base_lr, self.weight_decay = lr, weight_decay
         self.device = torch.device(device)
@@ -268,14 +283,18 @@ class DirectAmortization(Learner):
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The configured loss of the model on contexts ``x``: over its iterates by eq. 2.12 (one for an MLP)."""
+    def loss(self, x: torch.Tensor, y_star: torch.Tensor | None = None) -> torch.Tensor:
+        """The configured loss of the model on contexts ``x``: over its iterates by eq. 2.12 (one for an MLP).
+
+        ``y_star``: the regression target of ``x`` (planted solutions); ``None`` solves for it when needed.
+        """
         iterates = model_iterates(self.model, x)
         weights = iterate_weights(self.iterate_schedule, len(iterates), self.geometric_ratio)
         if self.loss_kind == "objective":
             return iterate_weighted_loss(lambda y_hat: objective_loss(self.problem, y_hat, x), iterates, weights)
-        with torch.no_grad():
-            y_star = self.problem.solve(x)
+        if y_star is None:
+            with torch.no_grad():
+                y_star = self.problem.solve(x)
         if self.loss_kind == "regression":
             return iterate_weighted_loss(lambda y_hat: regression_loss(y_hat, y_star), iterates, weights)
         return iterate_weighted_loss(
@@ -284,8 +303,11 @@ class DirectAmortization(Learner):
 
     def train_step(self) -> torch.Tensor:
         """One gradient step on a fresh batch of contexts; returns the detached loss."""
-        x = self.problem.sample_contexts(self.batch_size, self.generator, self.device)
-        loss = self.loss(x)
+        if self.target == "planted":
+            x, y_star = self.problem.sample_planted(self.batch_size, self.generator, self.device)
+        else:
+            x, y_star = self.problem.sample_contexts(self.batch_size, self.generator, self.device), None
+        loss = self.loss(x, y_star)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip is not None:
@@ -311,7 +333,8 @@ class DirectAmortization(Learner):
             metrics = gap_metrics(self.problem, self.model(self._reference().contexts), self._reference())
         self.model.train()
         names = {"objective_mean": "objective", "objective_gap_mean": "objective_gap",
-                 "solution_distance_mean": "solution_distance", "relative_gap_mean": "relative_gap"}
+                 "solution_distance_mean": "solution_distance", "relative_gap_mean": "relative_gap",
+                 "nmse_db": "nmse_db"}
         return {names[key]: value for key, value in metrics.items() if key in names}
 
     def final_metrics(self) -> dict[str, Any]:
@@ -379,7 +402,9 @@ def build_direct(config: DirectConfig, device: torch.device, inference: bool = F
     if is_semi_amortized(model):
         model.estimator = make_estimator(**config.gradient)
         model.inference_steps = config.eval.steps or model.steps
-    reference = None if inference else ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, device)
+    reference = None if inference else ReferenceSet.build(
+        problem, config.eval.num_contexts, config.eval.seed, device, config.loss.target
+    )
     if reference is not None and config.loss.kind != "objective" and not reference.solved:
         raise ConfigError(
             f"loss.kind={config.loss.kind!r} needs y*, but problem {config.problem['name']!r} has no reference solver"
@@ -402,6 +427,7 @@ def build_direct(config: DirectConfig, device: torch.device, inference: bool = F
         timing_repeats=config.eval.timing_repeats,
         iterate_weights=config.loss.iterate_weights,
         geometric_ratio=config.loss.geometric_ratio,
+        target=config.loss.target,
     )
 
 

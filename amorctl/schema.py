@@ -92,6 +92,7 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "loss.iterate_weights": "last",
     "loss.geometric_ratio": 0.5,
     "eval.steps": None,
+    "loss.target": "solver",
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),

@@ -6,8 +6,9 @@ identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-bas
 settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput``, ``gym-ids-sb3``
 (stable-baselines3's SAC, TD3 and PPO with their default hyper-parameters on the registered ``amorctl/*`` ids,
 against the random policy and the zero action) and ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
-under small action noise), and ``report-timing`` (the amortization report's speed-ups of trained direct runs
-under the current load and with two busy-loop processes more). Record results in ``benchmarks/RESULTS.md``.
+under small action noise), ``report-timing`` (the amortization report's speed-ups of trained direct runs
+under the current load and with two busy-loop processes more) and ``lista`` (LISTA against ISTA and FISTA,
+NMSE against layers / iterations on the sparse-coding setting). Record results in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--busy", type=int, default=2, help="busy-loop processes added for the second measurement")
     p.add_argument("--solver-steps", type=int, default=100)
 
+    p = sections.add_parser("lista", help="LISTA against ISTA and FISTA: NMSE (dB) against layers / iterations "
+                            "on the held-out signals of a run of configs/amortize_lasso_lista.yaml")
+    p.add_argument("--run", default=None, help="a trained run directory (default: train the shipped config first)")
+    p.add_argument("--max-iterations", type=int, default=1000, help="ISTA / FISTA iterations")
+    p.add_argument("--tuning-signals", type=int, default=256, help="signals the ISTA / FISTA λ is tuned on")
+    p.add_argument("--lambdas", type=float, nargs="+", default=None, help="the λ grid of the tuning")
+    p.add_argument("--out", default="benchmarks")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the config when training")
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -107,6 +117,12 @@ def _run_section(args: argparse.Namespace) -> str:
         from amorctl.benchmarking.report_timing import report_timing
 
         return report_timing(args.runs, args.clocks, args.busy, args.solver_steps)
+
+    if args.section == "lista":
+        from amorctl.benchmarking.lista import LAMBDAS, lista_benchmark
+
+        return lista_benchmark(args.run, args.max_iterations, args.tuning_signals, tuple(args.lambdas or LAMBDAS),
+                               args.out, tuple(args.overrides))
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

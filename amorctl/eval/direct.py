@@ -26,7 +26,8 @@ RELATIVE_GAP_FLOOR = 1e-8
 class ReferenceSet:
     """Held-out contexts with their reference solutions.
 
-    ``solutions`` and ``optimal_values`` are ``None`` when the family has no reference solver.
+    ``solutions`` and ``optimal_values`` are ``None`` when the family has no reference solver; planted
+    references (``solutions`` planted by the sampler) have no optimal values, and no solver runs for them.
     """
 
     contexts: torch.Tensor
@@ -34,9 +35,19 @@ class ReferenceSet:
     optimal_values: torch.Tensor | None
 
     @classmethod
-    def build(cls, problem: Problem, num_contexts: int, seed: int, device: torch.device) -> ReferenceSet:
-        """Draw ``num_contexts`` contexts from their own seeded generator and solve them once."""
+    def build(
+        cls, problem: Problem, num_contexts: int, seed: int, device: torch.device, target: str = "solver"
+    ) -> ReferenceSet:
+        """Draw ``num_contexts`` contexts from their own seeded generator and solve them once.
+
+        With ``target="planted"`` the references are the solutions the family's sampler planted in the
+        contexts (:meth:`~amorctl.problems.Problem.sample_planted`); no solver runs, so there are no
+        optimal values (and no solver timing).
+        """
         generator = torch.Generator(device=device).manual_seed(seed)
+        if target == "planted":
+            contexts, planted = problem.sample_planted(num_contexts, generator, device)
+            return cls(contexts, planted, None)
         contexts = problem.sample_contexts(num_contexts, generator, device)
         try:
             solutions = problem.solve(contexts)
@@ -67,13 +78,20 @@ def gap_metrics(problem: Problem, predictions: torch.Tensor, reference: Referenc
 
     Without reference solutions only the mean objective f(ŷ) is returned (``objective_mean``); the
     relative gap is left out when some |f*| is (near) zero, where it means nothing (e.g. Rosenbrock).
+    Against planted solutions y₀ (no f*): f(ŷ), ‖ŷ − y₀‖ and ``nmse_db`` = 10 log₁₀(Σ‖ŷ − y₀‖² / Σ‖y₀‖²),
+    the normalised mean squared error of sparse coding, summed over the held-out set.
     """
     values = problem.objective(predictions, reference.contexts).double()
     if not reference.solved:
         return {"objective_mean": values.mean().item()}
+    error = (predictions - reference.solutions).double()
+    distance = error.norm(dim=-1)
+    if reference.optimal_values is None:
+        nmse = error.square().sum() / reference.solutions.double().square().sum()
+        return {"objective_mean": values.mean().item(), "solution_distance_mean": distance.mean().item(),
+                "nmse_db": 10.0 * torch.log10(nmse).item()}
     optimal = reference.optimal_values.double()
     gap = values - optimal
-    distance = (predictions - reference.solutions).double().norm(dim=-1)
     metrics = {
         "objective_mean": values.mean().item(),
         "optimal_objective_mean": optimal.mean().item(),
@@ -106,7 +124,7 @@ def evaluate_model(
     model_seconds = seconds_per_call(lambda: model(reference.contexts), device, timing_repeats) / batch
     model.train(training)
     metrics = {**gap_metrics(problem, predictions, reference), "model_seconds_per_solution": model_seconds}
-    if reference.solved:
+    if reference.optimal_values is not None:
         solver_seconds = seconds_per_call(lambda: problem.solve(reference.contexts), device, timing_repeats) / batch
         metrics.update(solver_seconds_per_solution=solver_seconds, speedup=solver_seconds / model_seconds)
     return {**metrics, "num_contexts": batch}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from amorctl.models.lista import LISTA
 from amorctl.models.mlp import ACTIVATIONS, FullyAmortizedMLP
 from amorctl.models.projections import (
     PROJECTIONS,
@@ -17,11 +18,12 @@ from amorctl.models.projections import (
     register_projection,
     sparsemax,
 )
-from amorctl.models.registry import MODELS, build_model, mlp, register_model, unrolled_gd
+from amorctl.models.registry import MODELS, build_model, lista, mlp, register_model, unrolled_gd
 from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, model_iterates
 
 __all__ = [
     "ACTIVATIONS",
+    "LISTA",
     "MODELS",
     "PROJECTIONS",
     "FullyAmortizedMLP",
@@ -36,6 +38,7 @@ __all__ = [
     "UnrolledGradientDescent",
     "build_model",
     "is_semi_amortized",
+    "lista",
     "make_projection",
     "mlp",
     "model_iterates",

@@ -11,12 +11,13 @@ from typing import Literal
 
 from torch import nn
 
+from amorctl.models.lista import LISTA
 from amorctl.models.mlp import FullyAmortizedMLP
 from amorctl.models.projections import make_projection
 from amorctl.models.unrolled import UnrolledGradientDescent
 from amorctl.problems import Problem
 from amorctl.registry import Registry
-from amorctl.schema import PositiveFloat, PositiveInt
+from amorctl.schema import PositiveFloat, PositiveInt, Tau
 
 ModelBuilder = Callable[..., nn.Module]
 
@@ -93,3 +94,25 @@ def unrolled_gd(
 
 
 register_model("unrolled_gd", unrolled_gd)
+
+
+def lista(
+    problem: Problem,
+    *,
+    steps: PositiveInt = 16,
+    variant: Literal["untied", "coupled"] = "coupled",
+    support_selection: bool = False,
+    support_step: Tau = 0.012,
+    support_max: Tau = 0.13,
+) -> LISTA:
+    """Learned ISTA for a lasso-like family (§3.2, Gregor & LeCun 2010; ``model.kind: lista``).
+
+    ``steps`` layers initialised as ISTA's iterations; ``variant``: ``untied`` (a learned W_e and S per
+    layer) or ``coupled`` (LISTA-CP, Chen et al. 2018: one W per layer, S = I − WD); ``support_selection``
+    (LISTA-CPSS) lets the largest min((k+1)·``support_step``, ``support_max``) fraction of layer k's
+    entries pass unthresholded. Refused (``ValueError``) for a family that is not composite.
+    """
+    return LISTA(problem, steps, variant, support_selection, support_step, support_max)
+
+
+register_model("lista", lista)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amorctl.problems.base import Problem, ProblemArgumentError, ProblemSeed, require
+from amorctl.problems.base import Problem, ProblemArgumentError, ProblemSeed, has_planted_solutions, require
 from amorctl.problems.lasso import Lasso
 from amorctl.problems.logistic_regression import LogisticRegression
 from amorctl.problems.pendulum_mpc import PendulumMPC
@@ -43,6 +43,7 @@ __all__ = [
     "ProblemSeed",
     "Quadratic",
     "Rosenbrock",
+    "has_planted_solutions",
     "make_problem",
     "register_problem",
     "require",

@@ -55,6 +55,20 @@ class Problem(ABC):
         Returns a ``(B,)`` tensor, differentiable in ``y`` (and in ``x`` where it makes sense).
         """
 
+    def sample_planted(
+        self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contexts x ~ p(x) and the solutions planted in them, ``(B, context_dim)`` and ``(B, solution_dim)``.
+
+        For a family whose sampler builds each context from a known answer (the sparse code behind a
+        lasso signal), this returns that answer next to the context, drawing exactly what
+        :meth:`sample_contexts` draws. A planted solution is a *target*: the regression loss (eq. 2.9)
+        and the held-out reference use it instead of :meth:`solve` under ``loss.target: planted``;
+        models never see it. It need not minimise f (the lasso's λ biases y* away from the code).
+        Families that plant nothing raise ``NotImplementedError`` (see :func:`has_planted_solutions`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} plants no solutions in its contexts")
+
     def solve(self, x: torch.Tensor) -> torch.Tensor:
         """The reference solution y*(x) for a batch of contexts, ``(B, solution_dim)``.
 
@@ -77,6 +91,11 @@ class Problem(ABC):
         """∇_y f(y; x) for a batch, ``(B, solution_dim)``, computed with torch.func."""
         grad_sum = torch.func.grad(lambda yy: self.objective(yy, x).sum())
         return grad_sum(y)
+
+
+def has_planted_solutions(problem: Problem) -> bool:
+    """Whether ``problem`` overrides :meth:`Problem.sample_planted` (its contexts come with planted solutions)."""
+    return type(problem).sample_planted is not Problem.sample_planted
 
 
 class ProblemArgumentError(ValueError):

@@ -27,7 +27,10 @@ class Lasso(Problem):
     support of k = ``sparsity`` indices drawn uniformly without replacement, N(0, 1) amplitudes
     on it) and noise ε ~ N(0, noise_std² I_m). With the defaults (m = 20, n = 50, k = 3, λ = 0.1,
     noise 0.01) the codes are recoverable (k ≪ m), D is 2.5× overcomplete, and λ is about a tenth
-    of the typical ‖Dᵀx‖_∞, so y* is sparse but not trivially zero.
+    of the typical ‖Dᵀx‖_∞, so y* is sparse but not trivially zero. :meth:`sample_planted` returns the
+    codes s with the signals: the target of sparse coding (LISTA, ``loss.target: planted``). The
+    standard sparse-coding setting of the LISTA papers is m = 250, n = 500, k = 50, noise 0
+    (``configs/amortize_lasso_lista.yaml``).
 
     f = g + h is non-smooth: g(y) = ½‖Dy − x‖² is smooth with gradient Dᵀ(Dy − x)
     (:meth:`smooth_gradient`) and Lipschitz constant L = ‖D‖₂² (:attr:`lipschitz`); h = λ‖·‖₁ has the
@@ -97,13 +100,23 @@ class Lasso(Problem):
     def sample_contexts(
         self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
     ) -> torch.Tensor:
+        return self.sample_planted(batch_size, generator, device)[0]
+
+    def sample_planted(
+        self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signals x = D s + ε and the sparse codes s that generated them (the sparse-coding target of LISTA).
+
+        s is the planted solution: the code to recover, not the lasso minimiser y*, which λ shrinks
+        towards 0 (and, with noise, x's own noise moves).
+        """
         n, k, where = self.code_dim, self.sparsity, generator.device
         support = torch.rand(batch_size, n, generator=generator, device=where).argsort(dim=-1)[:, :k]
         amplitudes = torch.randn(batch_size, k, generator=generator, device=where)
         codes = amplitudes.new_zeros(batch_size, n).scatter(-1, support, amplitudes)
         noise = torch.randn(batch_size, self.signal_dim, generator=generator, device=where)
         dictionary = self.dictionary.to(device=where, dtype=codes.dtype)
-        return (codes @ dictionary.mT + self.noise_std * noise).to(device)
+        return (codes @ dictionary.mT + self.noise_std * noise).to(device), codes.to(device)
 
     def objective(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.smooth_objective(y, x) + self.l1 * y.abs().sum(-1)

@@ -22,6 +22,8 @@ DIRECT = [
     "eval.num_contexts=8", "eval.timing_repeats=1",
 ]
 """A direct run of a fraction of a second."""
+DIRECT_LASSO = [*DIRECT, "problem={name: lasso, signal_dim: 4, code_dim: 6, sparsity: 1}"]
+"""The same on a small lasso (a composite family)."""
 
 TD3_COMMON = [ "name=tiny", "device=cpu", "td3.hidden_sizes=[8]", "td3.buffer_size=64", "td3.batch_size=4",
     "td3.learning_starts=4", "train.total_steps=8", "train.log_every=4", "train.eval_every=8",
@@ -142,7 +144,17 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("model-projection", DIRECT, ["model.projection=sparsemax"], "'model.projection'"),
     ("model-projection-no-box", DIRECT, ["model.projection=tanh"], "model"),
     ("model-typo", DIRECT, ["model.hidden_size=[8]"], "did you mean 'hidden_sizes'"),
+    ("lista-not-composite", DIRECT, ["model={kind: lista, steps: 2}"], "model.kind='lista'"),
+    ("lista-variant", DIRECT_LASSO, ["model={kind: lista, variant: tied}"], "'model.variant'"),
+    ("lista-steps-zero", DIRECT_LASSO, ["model={kind: lista, steps: 0}"], "'model.steps'"),
+    ("lista-support-step-zero", DIRECT_LASSO, ["model={kind: lista, support_step: 0}"], "'model.support_step'"),
+    ("lista-support-max-big", DIRECT_LASSO, ["model={kind: lista, support_max: 1.5}"], "'model.support_max'"),
+    ("lista-support-bool", DIRECT_LASSO, ["model={kind: lista, support_selection: often}"],
+     "'model.support_selection'"),
+    ("lista-eval-steps", DIRECT_LASSO, ["model={kind: lista, steps: 2}", "eval.steps=3"], "eval.steps=3"),
     # ------------------------------------------------------------------------- direct: loss.*
+    ("loss-target", DIRECT, ["loss.target=truth"], "'loss.target'"),
+    ("loss-target-unplanted", DIRECT, ["loss.kind=regression", "loss.target=planted"], "loss.target='planted'"),
     ("loss-kind", DIRECT, ["loss.kind=l2"], "'loss.kind'"),
     ("loss-kind-list", DIRECT, ["loss.kind=[objective]"], "'loss.kind'"),
     ("loss-weight-nan", DIRECT, ["loss.regression_weight=.nan"], "'loss.regression_weight'"),
