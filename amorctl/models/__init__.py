@@ -17,13 +17,15 @@ from amorctl.models.projections import (
     register_projection,
     sparsemax,
 )
-from amorctl.models.registry import MODELS, build_model, mlp, register_model, unrolled_gd
+from amorctl.models.registry import MODELS, build_model, mlp, register_model, set_model, unrolled_gd
+from amorctl.models.set import DeepSet
 from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, model_iterates
 
 __all__ = [
     "ACTIVATIONS",
     "MODELS",
     "PROJECTIONS",
+    "DeepSet",
     "FullyAmortizedMLP",
     "OrthantReLU",
     "OrthantSoftplus",
@@ -41,6 +43,7 @@ __all__ = [
     "model_iterates",
     "register_model",
     "register_projection",
+    "set_model",
     "sparsemax",
     "unrolled_gd",
 ]
