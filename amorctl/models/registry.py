@@ -78,16 +78,15 @@ def set_model(
     sample_features: Literal["raw", "quadratic"] = "raw",
     heads: PositiveInt = 4,
     queries: PositiveInt = 1,
-    equivariant: bool = False,
+    rounds: PositiveInt = 1,
 ) -> DeepSet:
     """The permutation-invariant Deep Sets model π(ρ(pool_i φ(s_i), g)) (``model.kind: set``).
 
     For families whose context is a data set (``problem.data_set_layout``). ``encoder_sizes``: φ's layers,
     shared by every sample; ``decoder_sizes``: ρ's hidden layers; ``pooling``: ``mean``, ``sum`` or
     ``attention`` (``queries`` learned queries, ``heads`` heads dividing ``encoder_sizes[-1]``);
-    ``sample_features: quadratic`` adds each sample's pairwise products; ``equivariant: true`` makes φ's
-    layers permutation-equivariant (each sample also sees the set's mean); ``activation`` and ``projection``
-    as for ``mlp``.
+    ``sample_features: quadratic`` adds each sample's pairwise products; ``rounds`` > 1 pools again with every
+    sample re-encoded next to the previous round's code; ``activation`` and ``projection`` as for ``mlp``.
     """
     layout = problem.data_set_layout
     if layout is None:
@@ -101,7 +100,7 @@ def set_model(
     if pooling == "attention" and encoder_sizes[-1] % heads:
         raise ValueError(f"model.heads={heads} must divide the code width model.encoder_sizes[-1]={encoder_sizes[-1]}")
     return DeepSet(layout, problem.solution_dim, encoder_sizes, decoder_sizes, pooling, activation,
-                   _box_projection(problem, projection), sample_features, heads, queries, equivariant)
+                   _box_projection(problem, projection), sample_features, heads, queries, rounds)
 
 
 register_model("set", set_model)

@@ -37,13 +37,11 @@ POOLINGS = ("mean", "sum", "attention")
 SAMPLE_FEATURES = ("raw", "quadratic")
 
 
-def _mlp(sizes: Sequence[int], activation: str, last_activation: bool) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes``, the activation after each (after the last one too if asked)."""
+def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes``, each followed by the activation."""
     layers: list[nn.Module] = []
-    for index, (width_in, width_out) in enumerate(pairwise(sizes)):
-        layers.append(nn.Linear(width_in, width_out))
-        if last_activation or index < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+    for width_in, width_out in pairwise(sizes):
+        layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
     return nn.Sequential(*layers)
 
 
@@ -52,22 +50,6 @@ def quadratic_features(samples: torch.Tensor) -> torch.Tensor:
     width = samples.shape[-1]
     rows, cols = torch.triu_indices(width, width, device=samples.device)
     return torch.cat([samples, samples[..., rows] * samples[..., cols]], dim=-1)
-
-
-class EquivariantLayer(nn.Module):
-    """A permutation-equivariant layer (Zaheer et al. 2017, eq. 4 with mean pooling): h_i ↦ σ(W h_i + U mean_j h_j + b).
-
-    Each sample's new features see the whole set through its mean, so permuting the samples permutes
-    the outputs the same way; stacked before the pooling, the samples can be encoded relative to each other.
-    """
-
-    def __init__(self, width_in: int, width_out: int, activation: str):
-        super().__init__()
-        self.own, self.shared = nn.Linear(width_in, width_out), nn.Linear(width_in, width_out, bias=False)
-        self.activation = ACTIVATIONS[activation]()
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.own(h) + self.shared(h.mean(1, keepdim=True)))
 
 
 class AttentionPooling(nn.Module):
@@ -84,21 +66,72 @@ class AttentionPooling(nn.Module):
         return pooled.flatten(1)
 
 
+class SetRound(nn.Module):
+    """One pooling round, c_r = ρ_r(pool_i φ_r(s_i, c_{r−1}), g): encode every sample (with the previous
+    round's code, if any), pool over the samples, decode with the global part into the round's code.
+
+    φ_r's first layer is W s_i + V c_{r−1} + b (V c_{r−1} computed once per context), the others a per-sample
+    MLP; ρ_r is an MLP whose every layer ends in the activation, so c_r is ``decoder_sizes[-1]`` wide (the
+    pooled code and g when ``decoder_sizes`` is empty).
+    """
+
+    def __init__(
+        self,
+        sample_width: int,
+        previous_width: int,
+        global_dim: int,
+        encoder_sizes: Sequence[int],
+        decoder_sizes: Sequence[int],
+        pooling: str,
+        activation: str,
+        heads: int,
+        queries: int,
+    ):
+        super().__init__()
+        self.pooling = pooling
+        self.sample_in = nn.Linear(sample_width, encoder_sizes[0])
+        self.code_in = nn.Linear(previous_width, encoder_sizes[0], bias=False) if previous_width else None
+        self.encoder = nn.Sequential(ACTIVATIONS[activation](), *_mlp(encoder_sizes, activation))
+        width = encoder_sizes[-1]
+        self.attention = AttentionPooling(width, heads, queries) if pooling == "attention" else None
+        pooled_width = width * (queries if pooling == "attention" else 1) + global_dim
+        self.decoder = _mlp([pooled_width, *decoder_sizes], activation)
+        self.code_width = decoder_sizes[-1] if decoder_sizes else pooled_width
+
+    def forward(self, samples: torch.Tensor, global_part: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
+        h = self.sample_in(samples)
+        if self.code_in is not None:
+            h = h + self.code_in(code).unsqueeze(1)
+        encoded = self.encoder(h)
+        if self.attention is not None:
+            pooled = self.attention(encoded)
+        elif self.pooling == "sum":
+            pooled = encoded.sum(1)
+        else:
+            pooled = encoded.mean(1)
+        return self.decoder(torch.cat([pooled, global_part], dim=-1))
+
+
 class DeepSet(nn.Module):
-    """ŷθ(x) = π(ρ(pool_i φ(s_i), g)): a fully-amortized model invariant to the order of the samples.
+    """ŷθ(x) = π(W c_R + b) after R pooling rounds c_r = ρ_r(pool_i φ_r(s_i, c_{r−1}), g): invariant to the
+    order of the samples. One round is Deep Sets, π(ρ(pool_i φ(s_i), g)).
+
+    With R > 1 every sample is encoded again knowing the previous round's code — for a data-fitting
+    family, roughly "where the current estimate puts this sample" (its margin), which a single pooling of
+    fixed-width codes can only represent through very wide ones. Each round is permutation-invariant, so
+    the whole model is.
 
     Args:
         layout: where the samples and the global part sit in the flat context.
         solution_dim: output size n.
-        encoder_sizes: widths of φ's layers (each followed by the activation); the last is the code width E.
-        decoder_sizes: widths of ρ's hidden layers; a last linear layer maps to ``solution_dim``.
+        encoder_sizes: widths of φ_r's layers (each followed by the activation); the last is the code width E.
+        decoder_sizes: widths of ρ_r's layers; a last linear layer after the last round maps to ``solution_dim``.
         pooling: ``mean``, ``sum`` or ``attention``.
         activation: one of ``relu``, ``elu``, ``silu``, ``tanh``.
         projection: an optional differentiable projection π onto the domain; identity when ``None``.
         sample_features: ``raw`` (the sample as stored) or ``quadratic`` (with its pairwise products).
         heads, queries: for ``attention``: attention heads (must divide E) and learned queries.
-        equivariant: φ's layers are :class:`EquivariantLayer` layers (each sample sees the set's mean) instead
-            of a per-sample MLP.
+        rounds: R, the number of pooling rounds.
     """
 
     def __init__(
@@ -113,7 +146,7 @@ class DeepSet(nn.Module):
         sample_features: str = "raw",
         heads: int = 4,
         queries: int = 1,
-        equivariant: bool = False,
+        rounds: int = 1,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -121,41 +154,36 @@ class DeepSet(nn.Module):
         if pooling not in POOLINGS or sample_features not in SAMPLE_FEATURES:
             raise ValueError(f"pooling must be one of {POOLINGS} and sample_features one of {SAMPLE_FEATURES}, "
                              f"got {pooling!r} and {sample_features!r}")
-        if not encoder_sizes:
-            raise ValueError("encoder_sizes needs at least one layer (its last width is the pooled code's)")
-        width = encoder_sizes[-1]
-        if pooling == "attention" and width % heads:
-            raise ValueError(f"heads={heads} must divide the code width encoder_sizes[-1]={width}")
+        if not encoder_sizes or rounds < 1:
+            raise ValueError(f"encoder_sizes needs at least one layer and rounds >= 1, got {encoder_sizes}, {rounds}")
+        if pooling == "attention" and encoder_sizes[-1] % heads:
+            raise ValueError(f"heads={heads} must divide the code width encoder_sizes[-1]={encoder_sizes[-1]}")
         self.layout, self.pooling, self.sample_features = layout, pooling, sample_features
         sample_width = layout.sample_width
         if sample_features == "quadratic":
             sample_width += sample_width * (sample_width + 1) // 2
-        if equivariant:
-            widths = [sample_width, *encoder_sizes]
-            self.encoder = nn.Sequential(*(EquivariantLayer(a, b, activation) for a, b in pairwise(widths)))
-        else:
-            self.encoder = _mlp([sample_width, *encoder_sizes], activation, last_activation=True)
-        self.attention = AttentionPooling(width, heads, queries) if pooling == "attention" else None
-        pooled_width = width * (queries if pooling == "attention" else 1)
-        self.decoder = _mlp([pooled_width + layout.global_dim, *decoder_sizes, solution_dim], activation, False)
+        self.rounds = nn.ModuleList()
+        previous = 0
+        for _ in range(rounds):
+            self.rounds.append(SetRound(sample_width, previous, layout.global_dim, encoder_sizes, decoder_sizes,
+                                        pooling, activation, heads, queries))
+            previous = self.rounds[-1].code_width
+        self.head = nn.Linear(previous, solution_dim)
         self.projection = projection if projection is not None else nn.Identity()
 
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """The permutation-invariant code of each context: pooled φ(s_i) and the global part, ``(B, width)``."""
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """The last round's permutation-invariant code c_R of each context, ``(B, code width)``."""
         samples, global_part = self.layout.split(x)
         if self.sample_features == "quadratic":
             samples = quadratic_features(samples)
-        encoded = self.encoder(samples)
-        if self.attention is not None:
-            pooled = self.attention(encoded)
-        elif self.pooling == "sum":
-            pooled = encoded.sum(1)
-        else:
-            pooled = encoded.mean(1)
-        return torch.cat([pooled, global_part], dim=-1)
+        code = None
+        for set_round in self.rounds:
+            code = set_round(samples, global_part, code)
+        return code
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.decoder(self.pool(x)))
+        return self.projection(self.head(self.code(x)))
 
     def extra_repr(self) -> str:
-        return f"num_samples={self.layout.num_samples}, pooling={self.pooling}, sample_features={self.sample_features}"
+        return (f"num_samples={self.layout.num_samples}, pooling={self.pooling}, "
+                f"sample_features={self.sample_features}, rounds={len(self.rounds)}")

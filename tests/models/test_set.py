@@ -99,12 +99,14 @@ def test_permuting_the_samples_leaves_the_objective_unchanged():
 # ------------------------------------------------------------------------------------------ model
 @pytest.mark.parametrize("pooling", ["mean", "sum", "attention"])
 @pytest.mark.parametrize("sample_features", ["raw", "quadratic"])
+@pytest.mark.parametrize("rounds", [1, 3])
 @pytest.mark.parametrize("family", [LogisticRegression, RobustRegression])
-def test_the_set_model_is_invariant_to_the_order_of_the_samples(pooling, sample_features, family):
+def test_the_set_model_is_invariant_to_the_order_of_the_samples(pooling, sample_features, rounds, family):
     torch.manual_seed(0)
     problem = family()
-    model = build_model({"kind": "set", "pooling": pooling, "sample_features": sample_features,
+    model = build_model({"kind": "set", "pooling": pooling, "sample_features": sample_features, "rounds": rounds,
                          "encoder_sizes": [16, 8], "decoder_sizes": [16], "heads": 2, "queries": 2}, problem)
+    assert len(model.rounds) == rounds
     x = contexts(problem)
     y = model(x)
     assert isinstance(model, DeepSet) and y.shape == (6, problem.solution_dim)
@@ -145,7 +147,7 @@ def test_the_set_model_ends_in_the_box_projection_of_a_boxed_family():
     problem = BoxedRobustRegression()
     model = build_model({"kind": "set", "encoder_sizes": [8], "decoder_sizes": [8]}, problem)
     with torch.no_grad():
-        model.decoder[-1].bias.fill_(100.0)
+        model.head.bias.fill_(100.0)
     y = model(contexts(problem))
     assert bool((y <= 0.5).all()) and bool((y >= -0.5).all())
 
@@ -166,6 +168,7 @@ LOGISTIC = "problem={name: logistic_regression, num_samples: 8}"
         ([SET, LOGISTIC, "model.sample_features=cubic"], "model.sample_features"),
         ([SET, LOGISTIC, "model.projection=tanh"], "model.projection"),
         ([SET, LOGISTIC, "model.hidden_sizes=[8]"], "model.hidden_sizes"),
+        ([SET, LOGISTIC, "model.rounds=0"], "model.rounds"),
     ],
 )
 def test_bad_set_settings_exit_2_with_one_sentence(overrides, key, tiny_args, runs_dir, capsys):
