@@ -79,6 +79,7 @@ def set_model(
     heads: PositiveInt = 4,
     queries: PositiveInt = 1,
     rounds: PositiveInt = 1,
+    normalize: bool = True,
 ) -> DeepSet:
     """The permutation-invariant Deep Sets model π(ρ(pool_i φ(s_i), g)) (``model.kind: set``).
 
@@ -86,7 +87,9 @@ def set_model(
     shared by every sample; ``decoder_sizes``: ρ's hidden layers; ``pooling``: ``mean``, ``sum`` or
     ``attention`` (``queries`` learned queries, ``heads`` heads dividing ``encoder_sizes[-1]``);
     ``sample_features: quadratic`` adds each sample's pairwise products; ``rounds`` > 1 pools again with every
-    sample re-encoded next to the previous round's code; ``activation`` and ``projection`` as for ``mlp``.
+    sample re-encoded next to the previous round's code; ``normalize`` standardizes each pooled code over
+    the batch (batch normalization; running statistics in evaluation); ``activation`` and ``projection`` as
+    for ``mlp``.
     """
     layout = problem.data_set_layout
     if layout is None:
@@ -100,7 +103,7 @@ def set_model(
     if pooling == "attention" and encoder_sizes[-1] % heads:
         raise ValueError(f"model.heads={heads} must divide the code width model.encoder_sizes[-1]={encoder_sizes[-1]}")
     return DeepSet(layout, problem.solution_dim, encoder_sizes, decoder_sizes, pooling, activation,
-                   _box_projection(problem, projection), sample_features, heads, queries, rounds)
+                   _box_projection(problem, projection), sample_features, heads, queries, rounds, normalize)
 
 
 register_model("set", set_model)

@@ -10,11 +10,19 @@ Deep Sets (Zaheer et al. 2017) builds it in:
 a per-sample encoder φ shared by every sample, a symmetric pooling over the samples, and a decoder ρ
 (an MLP) from the pooled code and the context's global part g to the solution, ending in the
 projection π onto the domain (Definition 4). Any such map is invariant to permuting the samples, and
-every continuous permutation-invariant function of a set of fixed size can be written this way.
+with a wide enough code every permutation-invariant function can be written this way (Zaheer et al.
+2017; Wagstaff et al. 2019: for some functions the code must be at least N wide).
 
 Pooling: ``mean`` (1/N) Σ_i φ(s_i), ``sum`` Σ_i φ(s_i), or ``attention``: learned queries q_1..q_Q
 attend over the encoded samples, pool_k = Σ_i softmax_i(q_kᵀ W_K φ(s_i)) W_V φ(s_i) per head (the
 pooling by multi-head attention of the Set Transformer, Lee et al. 2019), concatenated over k.
+
+Rounds (``rounds`` = R > 1): a single pooling has to summarise the whole set before anything knows
+which samples matter; for logistic regression the optimum y* = (1/(mλ)) Σ_i σ(−s_i φ_iᵀy*) s_i φ_i weights
+each sample by its margin under y* itself. Round r re-encodes every sample next to the code of round
+r − 1, c_r = ρ_r(pool_i φ_r(s_i, c_{r−1}), g), and the prediction is read from c_R; every round is
+permutation-invariant, so the model is. (R rounds play the part of R Newton-like refinements, learned and
+without access to f: the model stays fully amortized, Definition 2.)
 
 ``sample_features: quadratic`` appends the products s_{ij} s_{ik} (j ≤ k) of each sample's entries to
 it before φ: the mean of those over the set are the second moments (for logistic regression, the
@@ -28,6 +36,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from amorctl.models.mlp import ACTIVATIONS
@@ -66,13 +75,33 @@ class AttentionPooling(nn.Module):
         return pooled.flatten(1)
 
 
+class PooledNorm(nn.BatchNorm1d):
+    """Standardizes each entry of the pooled code over the batch's contexts (batch normalization).
+
+    A mean over N samples moves little from one context to the next (by about 1/√N of a sample's spread)
+    around a large common part; standardized, those differences reach the decoder at unit scale instead
+    of through large first-layer weights that Adam takes long to grow. In training the statistics are
+    the batch's (a batch of one context uses the running ones); in evaluation mode the running
+    statistics, so each context's prediction is its own.
+    """
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.training and pooled.shape[0] == 1:
+            return F.batch_norm(pooled, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
+                                self.eps)
+        return super().forward(pooled)
+
+
 class SetRound(nn.Module):
     """One pooling round, c_r = ρ_r(pool_i φ_r(s_i, c_{r−1}), g): encode every sample (with the previous
     round's code, if any), pool over the samples, decode with the global part into the round's code.
 
-    φ_r's first layer is W s_i + V c_{r−1} + b (V c_{r−1} computed once per context), the others a per-sample
-    MLP; ρ_r is an MLP whose every layer ends in the activation, so c_r is ``decoder_sizes[-1]`` wide (the
-    pooled code and g when ``decoder_sizes`` is empty).
+    φ_r's first layer is (W s_i + b) ⊙ (1 + U c_{r−1}) + V c_{r−1}, the sample's features scaled and shifted
+    by the code (feature-wise modulation, FiLM: Perez et al. 2018), so that one layer holds products such
+    as s_iᵀy between a sample and an estimate carried by the code; the others are a per-sample MLP. The
+    pooled code (with g) is standardized (:class:`PooledNorm`) unless ``normalize`` is false; ρ_r is an MLP
+    whose every layer ends in the activation, so c_r is ``decoder_sizes[-1]`` wide (the pooled code and g
+    when ``decoder_sizes`` is empty).
     """
 
     def __init__(
@@ -86,22 +115,25 @@ class SetRound(nn.Module):
         activation: str,
         heads: int,
         queries: int,
+        normalize: bool,
     ):
         super().__init__()
         self.pooling = pooling
         self.sample_in = nn.Linear(sample_width, encoder_sizes[0])
-        self.code_in = nn.Linear(previous_width, encoder_sizes[0], bias=False) if previous_width else None
+        self.code_in = nn.Linear(previous_width, 2 * encoder_sizes[0], bias=False) if previous_width else None
         self.encoder = nn.Sequential(ACTIVATIONS[activation](), *_mlp(encoder_sizes, activation))
         width = encoder_sizes[-1]
         self.attention = AttentionPooling(width, heads, queries) if pooling == "attention" else None
         pooled_width = width * (queries if pooling == "attention" else 1) + global_dim
+        self.normalize = PooledNorm(pooled_width) if normalize else nn.Identity()
         self.decoder = _mlp([pooled_width, *decoder_sizes], activation)
         self.code_width = decoder_sizes[-1] if decoder_sizes else pooled_width
 
     def forward(self, samples: torch.Tensor, global_part: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
         h = self.sample_in(samples)
         if self.code_in is not None:
-            h = h + self.code_in(code).unsqueeze(1)
+            scale, shift = self.code_in(code).unsqueeze(1).chunk(2, dim=-1)
+            h = h * (1 + scale) + shift
         encoded = self.encoder(h)
         if self.attention is not None:
             pooled = self.attention(encoded)
@@ -109,7 +141,7 @@ class SetRound(nn.Module):
             pooled = encoded.sum(1)
         else:
             pooled = encoded.mean(1)
-        return self.decoder(torch.cat([pooled, global_part], dim=-1))
+        return self.decoder(self.normalize(torch.cat([pooled, global_part], dim=-1)))
 
 
 class DeepSet(nn.Module):
@@ -132,6 +164,7 @@ class DeepSet(nn.Module):
         sample_features: ``raw`` (the sample as stored) or ``quadratic`` (with its pairwise products).
         heads, queries: for ``attention``: attention heads (must divide E) and learned queries.
         rounds: R, the number of pooling rounds.
+        normalize: standardize each round's pooled code over the batch (:class:`PooledNorm`).
     """
 
     def __init__(
@@ -147,6 +180,7 @@ class DeepSet(nn.Module):
         heads: int = 4,
         queries: int = 1,
         rounds: int = 1,
+        normalize: bool = True,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -166,7 +200,7 @@ class DeepSet(nn.Module):
         previous = 0
         for _ in range(rounds):
             self.rounds.append(SetRound(sample_width, previous, layout.global_dim, encoder_sizes, decoder_sizes,
-                                        pooling, activation, heads, queries))
+                                        pooling, activation, heads, queries, normalize))
             previous = self.rounds[-1].code_width
         self.head = nn.Linear(previous, solution_dim)
         self.projection = projection if projection is not None else nn.Identity()

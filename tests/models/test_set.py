@@ -115,12 +115,26 @@ def test_the_set_model_is_invariant_to_the_order_of_the_samples(pooling, sample_
         assert torch.allclose(model(permute_samples(problem, x, permutation)), y, atol=1e-5)
     # ... but not to a change of one sample, nor (with a global part) of the global part
     changed = x.clone()
-    changed[:, 0] += 1.0
-    assert not torch.allclose(model(changed), y, atol=1e-5)
+    changed[0, 0] += 1.0
+    assert not torch.allclose(model(changed)[0], y[0], atol=1e-5)
     if problem.data_set_layout.global_dim:
         changed = x.clone()
-        changed[:, -1] += 1.0
-        assert not torch.allclose(model(changed), y, atol=1e-5)
+        changed[0, -1] += 1.0
+        assert not torch.allclose(model(changed)[0], y[0], atol=1e-5)
+
+
+def test_in_evaluation_each_prediction_is_the_contexts_own():
+    """The pooled code is standardized over the batch in training only; evaluation uses running statistics."""
+    torch.manual_seed(0)
+    problem = LogisticRegression(num_features=3, num_samples=9)
+    model = build_model({"kind": "set", "encoder_sizes": [16], "decoder_sizes": [16], "rounds": 2}, problem)
+    x = contexts(problem)
+    for _ in range(3):
+        model(x)  # moves the running statistics
+    assert model(x[:1]).shape == (1, 3), "a batch of one context trains too"
+    model.eval()
+    assert torch.allclose(model(x)[:2], model(x[:2]), atol=1e-6)
+    assert torch.allclose(model(x)[:1], model(x[:1]), atol=1e-6)
 
 
 def test_the_set_model_is_not_invariant_to_shuffling_the_flat_context():
