@@ -81,7 +81,8 @@ def set_model(
     rounds: PositiveInt = 1,
     normalize: bool = True,
 ) -> DeepSet:
-    """The permutation-invariant Deep Sets model π(ρ(pool_i φ(s_i), g)) (``model.kind: set``).
+    """The permutation-invariant Deep Sets model (``model.kind: set``): ŷ = π(W c_R + b) after R rounds
+    c_r = ρ_r(pool_i φ_r(s_i, c_{r−1}), g); one round is π(ρ(pool_i φ(s_i), g)).
 
     For families whose context is a data set (``problem.data_set_layout``). ``encoder_sizes``: φ's layers,
     shared by every sample; ``decoder_sizes``: ρ's hidden layers; ``pooling``: ``mean``, ``sum`` or
