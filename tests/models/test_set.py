@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from amorctl.models import DeepSet, build_model
 from amorctl.models.set import quadratic_features
 from amorctl.problems import DataSetLayout, LogisticRegression, Problem, Quadratic
+from amorctl.run.checkpoint import latest_checkpoint, load_checkpoint
 from amorctl.run.cli import train_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,3 +228,23 @@ def test_a_set_run_trains_on_a_users_data_set_family(tiny_args, find_runs, regis
     (run,) = find_runs()
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["objective_mean"] > 0  # no reference solver: the run reports f(ŷ) only
+
+
+def test_a_set_run_resumes_exactly(tiny_args, find_runs, capsys, tmp_path):
+    """The standardization's running statistics are part of the checkpoint, so a resume continues bit for bit."""
+    overrides = tiny_args(SET, LOGISTIC, "model.rounds=2", "train.steps=8", "train.checkpoint_every=4")
+    assert train_main(["--no-progress", *overrides]) == 0
+    (run,) = find_runs()
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(run, interrupted)
+    (interrupted / "checkpoints" / "step_000000008.pt").unlink()
+    shutil.rmtree(interrupted / "eval")
+    assert train_main(["--no-progress", "--resume", str(interrupted)]) == 0
+    capsys.readouterr()
+    straight = load_checkpoint(latest_checkpoint(run / "checkpoints"))["learner"]["model"]
+    resumed = load_checkpoint(latest_checkpoint(interrupted / "checkpoints"))["learner"]["model"]
+    assert any("running_mean" in name for name in straight)
+    for name, value in straight.items():
+        assert torch.equal(value, resumed[name]), name
+    metrics = [json.loads((r / "eval" / "metrics.json").read_text()) for r in (run, interrupted)]
+    assert metrics[0]["relative_gap_mean"] == metrics[1]["relative_gap_mean"]
