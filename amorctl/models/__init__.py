@@ -18,7 +18,8 @@ from amorctl.models.projections import (
     register_projection,
     sparsemax,
 )
-from amorctl.models.registry import MODELS, build_model, lista, mlp, register_model, unrolled_gd
+from amorctl.models.registry import MODELS, build_model, lista, mlp, register_model, set_model, unrolled_gd
+from amorctl.models.set import DeepSet
 from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, model_iterates
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "LISTA",
     "MODELS",
     "PROJECTIONS",
+    "DeepSet",
     "FullyAmortizedMLP",
     "OrthantReLU",
     "OrthantSoftplus",
@@ -44,6 +46,7 @@ __all__ = [
     "model_iterates",
     "register_model",
     "register_projection",
+    "set_model",
     "sparsemax",
     "unrolled_gd",
 ]

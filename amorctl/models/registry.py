@@ -14,6 +14,7 @@ from torch import nn
 from amorctl.models.lista import LISTA
 from amorctl.models.mlp import FullyAmortizedMLP
 from amorctl.models.projections import make_projection
+from amorctl.models.set import DeepSet
 from amorctl.models.unrolled import UnrolledGradientDescent
 from amorctl.problems import Problem
 from amorctl.registry import Registry
@@ -50,20 +51,64 @@ def mlp(
     The other projections of :data:`~amorctl.models.projections.PROJECTIONS` (simplex, sphere, cone, ...)
     map onto domains no problem family declares, so they are for models of your own (``make_projection``).
     """
+    return FullyAmortizedMLP(
+        problem.context_dim, problem.solution_dim, hidden_sizes, activation, _box_projection(problem, projection)
+    )
+
+
+def _box_projection(problem: Problem, projection: str) -> nn.Module | None:
+    """The ``model.projection`` onto the problem's box (``auto``: tanh when it has one), or ``None``."""
     if projection in ("tanh", "sigmoid") and problem.bounds is None:
         raise ValueError(f"model.projection={projection!r} needs a box domain, but {type(problem).__name__} has none")
     if projection == "auto":
         projection = "tanh" if problem.bounds is not None else "none"
-    return FullyAmortizedMLP(
-        problem.context_dim,
-        problem.solution_dim,
-        hidden_sizes,
-        activation,
-        None if projection == "none" else make_projection(projection, low=problem.bounds[0], high=problem.bounds[1]),
-    )
+    return None if projection == "none" else make_projection(projection, low=problem.bounds[0], high=problem.bounds[1])
 
 
 register_model("mlp", mlp)
+
+
+def set_model(
+    problem: Problem,
+    *,
+    encoder_sizes: Sequence[PositiveInt] = (128, 128),
+    decoder_sizes: Sequence[PositiveInt] = (256, 256),
+    pooling: Literal["mean", "sum", "attention"] = "mean",
+    activation: Literal["relu", "elu", "silu", "tanh"] = "relu",
+    projection: Literal["auto", "none", "tanh", "sigmoid"] = "auto",
+    sample_features: Literal["raw", "quadratic"] = "raw",
+    heads: PositiveInt = 4,
+    queries: PositiveInt = 1,
+    rounds: PositiveInt = 1,
+    normalize: bool = True,
+) -> DeepSet:
+    """The permutation-invariant Deep Sets model (``model.kind: set``): ŷ = π(W c_R + b) after R rounds
+    c_r = ρ_r(pool_i φ_r(s_i, c_{r−1}), g); one round is π(ρ(pool_i φ(s_i), g)).
+
+    For families whose context is a data set (``problem.data_set_layout``). ``encoder_sizes``: φ's layers,
+    shared by every sample; ``decoder_sizes``: ρ's hidden layers; ``pooling``: ``mean``, ``sum`` or
+    ``attention`` (``queries`` learned queries, ``heads`` heads dividing ``encoder_sizes[-1]``);
+    ``sample_features: quadratic`` adds each sample's pairwise products; ``rounds`` > 1 pools again with every
+    sample re-encoded next to the previous round's code; ``normalize`` standardizes each pooled code over
+    the batch (batch normalization; running statistics in evaluation); ``activation`` and ``projection`` as
+    for ``mlp``.
+    """
+    layout = problem.data_set_layout
+    if layout is None:
+        raise ValueError(f"model.kind='set' needs a family whose context is a data set (a data_set_layout), "
+                         f"but {type(problem).__name__} declares none; use model.kind: mlp")
+    if layout.context_dim != problem.context_dim:
+        raise ValueError(f"model.kind='set' cannot read {type(problem).__name__}'s contexts: its data_set_layout "
+                         f"describes {layout.context_dim} numbers, its context_dim is {problem.context_dim}")
+    if not encoder_sizes:
+        raise ValueError("model.encoder_sizes needs at least one layer (its last width is the pooled code's)")
+    if pooling == "attention" and encoder_sizes[-1] % heads:
+        raise ValueError(f"model.heads={heads} must divide the code width model.encoder_sizes[-1]={encoder_sizes[-1]}")
+    return DeepSet(layout, problem.solution_dim, encoder_sizes, decoder_sizes, pooling, activation,
+                   _box_projection(problem, projection), sample_features, heads, queries, rounds, normalize)
+
+
+register_model("set", set_model)
 
 
 def unrolled_gd(

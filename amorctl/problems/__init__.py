@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from amorctl.problems.base import Problem, ProblemArgumentError, ProblemSeed, has_planted_solutions, require
+from amorctl.problems.base import (
+    DataSetLayout,
+    Problem,
+    ProblemArgumentError,
+    ProblemSeed,
+    has_planted_solutions,
+    require,
+)
 from amorctl.problems.lasso import Lasso
 from amorctl.problems.logistic_regression import LogisticRegression
 from amorctl.problems.pendulum_mpc import PendulumMPC
@@ -35,6 +42,7 @@ def make_problem(name: str, **kwargs) -> Problem:
 
 __all__ = [
     "PROBLEMS",
+    "DataSetLayout",
     "Lasso",
     "LogisticRegression",
     "PendulumMPC",

@@ -6,12 +6,15 @@ contexts are ``(B, context_dim)`` tensors, solutions ``(B, solution_dim)`` tenso
 objective returns one value per problem, ``(B,)``.
 
 A new family needs nothing but a subclass that implements :meth:`Problem.sample_contexts` and
-:meth:`Problem.objective` (and, where it can, :meth:`Problem.solve`); see README.md.
+:meth:`Problem.objective` (and, where it can, :meth:`Problem.solve`); see README.md. A family whose
+context is a data set also sets :attr:`Problem.data_set_layout` (a :class:`DataSetLayout`), so that
+permutation-invariant models (``model.kind: set``) can read the samples.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Annotated
 
 import torch
@@ -19,6 +22,56 @@ from annotated_types import Ge, Lt
 
 ProblemSeed = Annotated[int, Ge(0), Lt(2**63)]
 """A family's own seed (of data drawn once, e.g. a dictionary): non-negative, below 2⁶³ as torch's generators need."""
+
+
+@dataclass(frozen=True)
+class DataSetLayout:
+    """Where a flat context ``(B, context_dim)`` keeps a data set of ``num_samples`` samples.
+
+    The context is read as blocks, one after another: one block per per-sample field, each holding
+    that field for sample 1, then sample 2, ... (``num_samples × width`` columns, sample-major), and
+    then ``global_dim`` columns that belong to the whole set (e.g. a regularisation weight that
+    varies with the context). A sample is the concatenation of its fields, ``sample_width`` numbers.
+
+    Examples: ``logistic_regression`` stores the rows of Φ ∈ R^{m×d} and then the m labels, so its
+    layout is ``DataSetLayout(num_samples=m, fields=(d, 1))``; a family storing the pairs
+    (a_1, b_1, a_2, b_2, ...) interleaved has one field, ``DataSetLayout(m, fields=(d + 1,))``.
+
+    Args:
+        num_samples: the set's size N.
+        fields: the widths of the per-sample fields, in the order of their blocks.
+        global_dim: trailing columns that are not per-sample (0 when there are none).
+    """
+
+    num_samples: int
+    fields: tuple[int, ...]
+    global_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1 or not self.fields or min(self.fields) < 1 or self.global_dim < 0:
+            raise ValueError(f"DataSetLayout needs num_samples >= 1 and positive field widths, got {self}")
+
+    @property
+    def sample_width(self) -> int:
+        """Numbers per sample: the sum of the field widths."""
+        return sum(self.fields)
+
+    @property
+    def context_dim(self) -> int:
+        """The size of the flat context this layout describes."""
+        return self.num_samples * self.sample_width + self.global_dim
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples ``(B, num_samples, sample_width)`` and the global part ``(B, global_dim)`` of contexts ``x``."""
+        if x.shape[-1] != self.context_dim:
+            raise ValueError(f"contexts of width {x.shape[-1]} do not match the layout's context_dim "
+                             f"{self.context_dim}")
+        blocks, start = [], 0
+        for width in self.fields:
+            stop = start + self.num_samples * width
+            blocks.append(x[:, start:stop].reshape(-1, self.num_samples, width))
+            start = stop
+        return torch.cat(blocks, dim=-1), x[:, start:]
 
 
 class Problem(ABC):
@@ -31,12 +84,16 @@ class Problem(ABC):
             pick a differentiable projection (Definition 4) onto Y.
         solver_tolerance: the tolerance the reference solver :meth:`solve` is run to, in the
             family's own measure (stated in each family's docstring).
+        data_set_layout: for a family whose context is a data set, where the samples sit in it
+            (:class:`DataSetLayout`); ``None`` (the default) when the context is not a data set.
+            Permutation-invariant models (``model.kind: set``) need it.
     """
 
     context_dim: int
     solution_dim: int
     bounds: tuple[float, float] | None = None
     solver_tolerance: float | None = None
+    data_set_layout: DataSetLayout | None = None
 
     @abstractmethod
     def sample_contexts(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from amorctl.problems.base import Problem, require
+from amorctl.problems.base import DataSetLayout, Problem, require
 
 
 def _regularized_loss(
@@ -24,7 +24,8 @@ class LogisticRegression(Problem):
 
     The context x is a data set of m examples with d features and labels t_i ∈ {0, 1}:
     x = (φ_1, ..., φ_m, t_1, ..., t_m), the rows of Φ ∈ R^{m×d} one after another followed by the
-    labels, so ``context_dim = m·d + m``. The solution y ∈ R^d is a weight vector without an
+    labels, so ``context_dim = m·d + m``; :attr:`data_set_layout` says so to set models (the sample
+i is (φ_i, t_i), and f is invariant to permuting the samples). The solution y ∈ R^d is a weight vector without an
     intercept (the data have none). p(x): w_true ~ N(0, I_d), φ_i ~ N(0, I_d) and
     t_i ~ Bernoulli(σ(φ_iᵀ w_true)), independently per problem.
 
@@ -47,6 +48,7 @@ class LogisticRegression(Problem):
         self.num_features, self.num_samples, self.l2 = num_features, num_samples, l2
         self.solution_dim = num_features
         self.context_dim = num_samples * num_features + num_samples
+        self.data_set_layout = DataSetLayout(num_samples, fields=(num_features, 1))
 
     def sample_contexts(
         self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"

@@ -24,6 +24,9 @@ DIRECT = [
 """A direct run of a fraction of a second."""
 DIRECT_LASSO = [*DIRECT, "problem={name: lasso, signal_dim: 4, code_dim: 6, sparsity: 1}"]
 """The same on a small lasso (a composite family)."""
+SET = ["problem={name: logistic_regression, num_features: 2, num_samples: 4}",
+       "model={kind: set, encoder_sizes: [8], decoder_sizes: [8]}"]
+"""On top of DIRECT: a tiny set model on a tiny data-set family."""
 
 TD3_COMMON = [ "name=tiny", "device=cpu", "td3.hidden_sizes=[8]", "td3.buffer_size=64", "td3.batch_size=4",
     "td3.learning_starts=4", "train.total_steps=8", "train.log_every=4", "train.eval_every=8",
@@ -152,6 +155,20 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("lista-support-bool", DIRECT_LASSO, ["model={kind: lista, support_selection: often}"],
      "'model.support_selection'"),
     ("lista-eval-steps", DIRECT_LASSO, ["model={kind: lista, steps: 2}", "eval.steps=3"], "eval.steps=3"),
+    # ------------------------------------------------------------------ direct: model.kind: set
+    ("set-no-data-set", DIRECT, ["model={kind: set}"], "model.kind"),
+    ("set-pooling", DIRECT, [*SET, "model.pooling=max"], "'model.pooling'"),
+    ("set-encoder-zero", DIRECT, [*SET, "model.encoder_sizes=[0]"], "'model.encoder_sizes"),
+    ("set-encoder-empty", DIRECT, [*SET, "model.encoder_sizes=[]"], "model.encoder_sizes"),
+    ("set-encoder-huge", DIRECT, [*SET, "model.encoder_sizes=[1000000000000]"], "model"),
+    ("set-decoder-string", DIRECT, [*SET, "model.decoder_sizes=wide"], "'model.decoder_sizes'"),
+    ("set-heads", DIRECT, [*SET, "model.pooling=attention", "model.heads=3"], "model.heads"),
+    ("set-heads-zero", DIRECT, [*SET, "model.pooling=attention", "model.heads=0"], "'model.heads'"),
+    ("set-queries-zero", DIRECT, [*SET, "model.queries=0"], "'model.queries'"),
+    ("set-rounds-zero", DIRECT, [*SET, "model.rounds=0"], "'model.rounds'"),
+    ("set-rounds-bool", DIRECT, [*SET, "model.rounds=true"], "'model.rounds'"),
+    ("set-sample-features", DIRECT, [*SET, "model.sample_features=cubic"], "'model.sample_features'"),
+    ("set-mlp-key", DIRECT, [*SET, "model.hidden_sizes=[8]"], "'model.hidden_sizes'"),
     # ------------------------------------------------------------------------- direct: loss.*
     ("loss-target", DIRECT, ["loss.target=truth"], "'loss.target'"),
     ("loss-target-unplanted", DIRECT, ["loss.kind=regression", "loss.target=planted"], "loss.target='planted'"),
