@@ -218,7 +218,15 @@ TUNING_CONTEXTS = 128
 def report_on_run(config: Any, problem: Problem, model: nn.Module, device: torch.device, output_dir: Path,
                   events: Path | None, *, max_steps: int = 100, clock: Clock = "auto") -> dict[str, Any]:
     """:func:`amortization_report` of a direct run: its held-out set (``eval.num_contexts`` from ``eval.seed``),
-    tuning contexts from ``eval.seed`` + :data:`~amorctl.eval.seeds.TUNING_SEED_OFFSET`, ``eval.timing_repeats``."""
+    tuning contexts from ``eval.seed`` + :data:`~amorctl.eval.seeds.TUNING_SEED_OFFSET`, ``eval.timing_repeats``.
+
+    Raises ``ValueError`` for a run trained toward planted solutions (``loss.target: planted``, e.g. LISTA):
+    its model does not minimise the family's objective, so an objective-gap race would mislead.
+    """
+    if getattr(config.loss, "target", "solver") == "planted":
+        raise ValueError("the run was trained toward planted solutions (loss.target: planted), not toward the "
+                         "objective's minimiser, so its objective gap is no measure of it; see its nmse_db above "
+                         "(and scripts/benchmark.py lista for the sparse-coding comparison)")
     reference = ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, device)
     generator = torch.Generator(device=device).manual_seed(config.eval.seed + TUNING_SEED_OFFSET)
     tuning = problem.sample_contexts(TUNING_CONTEXTS, generator, device)

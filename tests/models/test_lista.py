@@ -17,7 +17,7 @@ from amorctl.gradients import FirstOrder, Truncated
 from amorctl.models import LISTA, build_model, is_semi_amortized, model_iterates
 from amorctl.optimizers import run_optimizer
 from amorctl.problems import Lasso, LogisticRegression, Quadratic, has_planted_solutions
-from amorctl.run.cli import train_main
+from amorctl.run.cli import evaluate_main, train_main
 from amorctl.run.errors import AmorctlError
 
 SMALL = {"signal_dim": 10, "code_dim": 20, "sparsity": 2, "l1": 0.1, "noise_std": 0.0}
@@ -201,6 +201,14 @@ def test_a_tiny_coupled_run_through_train_py_lowers_the_nmse(tiny_run):
     before = untrained_nmse()
     assert metrics["nmse_db"] < before - 4.0, (metrics["nmse_db"], before)
     assert metrics["model_steps"] == 4 and "speedup" not in metrics and "objective_gap_mean" not in metrics
+
+
+def test_evaluate_py_reports_nmse_and_refuses_an_objective_race_for_a_planted_run(tiny_run, capsys):
+    run, metrics = tiny_run
+    assert evaluate_main([str(run), "--output", str(run / "eval" / "again.json")]) == 0
+    out = capsys.readouterr().out
+    assert "nmse_db" in out and "no amortization report: the run was trained toward planted solutions" in out
+    assert not (run / "eval" / "amortization_report.json").exists()
 
 
 def test_a_tiny_untied_run_through_train_py_lowers_the_nmse(tmp_path):
