@@ -159,8 +159,11 @@ class DirectConfig(RunConfig):
                 raise ConfigError(f"eval.steps needs a semi-amortized model (e.g. model.kind: unrolled_gd); "
                                   f"{kind!r} runs no iterations")
             return
+        check_training = getattr(model, "check_training", None)  # a model's own refusals (e.g. warm_start)
         try:
             make_estimator(**self.gradient).check(model.steps)
+            if callable(check_training):
+                check_training(iterate_weights=self.loss.iterate_weights, estimator=self.gradient["estimator"])
         except ValueError as error:
             raise ConfigError(str(error)) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from amorctl.models.learned_update import LearnedUpdate, learned_update, log_sign_features
 from amorctl.models.mlp import ACTIVATIONS, FullyAmortizedMLP
 from amorctl.models.projections import (
     PROJECTIONS,
@@ -17,14 +18,17 @@ from amorctl.models.projections import (
     register_projection,
     sparsemax,
 )
-from amorctl.models.registry import MODELS, build_model, mlp, register_model, unrolled_gd
-from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, model_iterates
+from amorctl.models.registry import MODELS, build_model, initial_model, mlp, register_model, unrolled_gd
+from amorctl.models.unrolled import LearnedStart, UnrolledGradientDescent, is_semi_amortized, model_iterates
+from amorctl.models.warm_start import WarmStart, warm_start
 
 __all__ = [
     "ACTIVATIONS",
     "MODELS",
     "PROJECTIONS",
     "FullyAmortizedMLP",
+    "LearnedStart",
+    "LearnedUpdate",
     "OrthantReLU",
     "OrthantSoftplus",
     "SecondOrderCone",
@@ -34,8 +38,12 @@ __all__ = [
     "Sphere",
     "TanhBox",
     "UnrolledGradientDescent",
+    "WarmStart",
     "build_model",
+    "initial_model",
     "is_semi_amortized",
+    "learned_update",
+    "log_sign_features",
     "make_projection",
     "mlp",
     "model_iterates",
@@ -43,4 +51,5 @@ __all__ = [
     "register_projection",
     "sparsemax",
     "unrolled_gd",
+    "warm_start",
 ]
