@@ -9,7 +9,11 @@ the gradient through the log-and-sign preprocessing of that paper's appendix (p 
     ∇ ↦ (log|∇| / p, sign ∇)  if |∇| ≥ e⁻ᵖ,   (−1, eᵖ ∇)  otherwise,
 
 optionally with the iterate's coordinate ŷᵢ, and a linear head maps its output to the coordinate's update,
-scaled by one learned positive factor s = exp(log s). The start ŷ⁰ is a learned constant or an amortized
+scaled by one learned positive factor s = exp(log s) (``output="update"``). With ``output="step_size"`` the head's
+output is instead a log step size of the coordinate, ŷᵗ = ŷᵗ⁻¹ − s · exp(g_out) ⊙ ∇f (a learned, state-dependent
+per-coordinate step, as the direction-and-step outputs of Wichrowska et al. 2017): the cell then only has to
+learn how far to go, not to rebuild ∇f's magnitude from its logarithm, and a constant output is exactly
+``unrolled_gd``'s step. The start ŷ⁰ is a learned constant or an amortized
 prediction, as for :class:`~amorctl.models.UnrolledGradientDescent`; box families are projected onto the box
 after each update. Composite families (f = g + h, e.g. the lasso) are refused: an update that knows
 neither h nor its proximal map cannot stay on the non-smooth part's structure (use ``unrolled_gd``'s
@@ -66,6 +70,8 @@ class LearnedUpdate(LearnedStart):
         cell_layers: stacked cell layers.
         iterate_input: also feed the iterate's coordinate ŷᵢ to the cell (besides the preprocessed ∇ᵢf).
         output_scale: the initial value of the learned scale s of the cell's output.
+        output: ``update`` (the cell's output is the step, eq. 2.2 as in Andrychowicz et al.) or ``step_size``
+            (the cell's output is a log step size along −∇f per coordinate).
 
     Attributes:
         inference_steps: the number of updates run in evaluation mode (K by default; the cell continues).
@@ -82,6 +88,7 @@ class LearnedUpdate(LearnedStart):
         cell_layers: int = 2,
         iterate_input: bool = False,
         output_scale: float = 0.1,
+        output: Literal["update", "step_size"] = "update",
     ):
         super().__init__()
         if is_composite(problem):
@@ -94,7 +101,7 @@ class LearnedUpdate(LearnedStart):
             raise ValueError(f"output_scale must be positive and finite, got {output_scale!r}")
         self.problem, self.steps, self.inference_steps = problem, steps, steps
         self.init_start(problem, initial)
-        self.cell_kind, self.iterate_input = cell, iterate_input
+        self.cell_kind, self.iterate_input, self.output = cell, iterate_input, output
         inputs = 3 if iterate_input else 2
         self.cells = nn.ModuleList(CELLS[cell](inputs if i == 0 else cell_size, cell_size) for i in range(cell_layers))
         self.head = nn.Linear(cell_size, 1)
@@ -135,11 +142,14 @@ class LearnedUpdate(LearnedStart):
             y = estimator.iterate(y, t, self.steps)
             state = [estimator.iterate(s, t, self.steps) for s in state]
             gradient = self.problem.gradient(y, x)
-            features = log_sign_features(gradient.detach() if estimator.detach_gradient else gradient)
+            if estimator.detach_gradient:
+                gradient = gradient.detach()
+            features = log_sign_features(gradient)
             if self.iterate_input:
                 features = torch.cat([features, y.unsqueeze(-1)], dim=-1)
             update, state = self.cell_step(features.reshape(batch * n, -1), state)
-            y = y + scale * update.view(batch, n)
+            update = update.view(batch, n)
+            y = y - scale * update.exp() * gradient if self.output == "step_size" else y + scale * update
             if self.problem.bounds is not None:
                 y = y.clamp(*self.problem.bounds)
             out.append(y)
@@ -150,8 +160,8 @@ class LearnedUpdate(LearnedStart):
         return self.iterates(x)[-1]
 
     def extra_repr(self) -> str:
-        return (f"steps={self.steps}, inference_steps={self.inference_steps}, iterate_input={self.iterate_input}, "
-                f"estimator={self.estimator.name}")
+        return (f"steps={self.steps}, inference_steps={self.inference_steps}, output={self.output}, "
+                f"iterate_input={self.iterate_input}, estimator={self.estimator.name}")
 
 
 def learned_update(
@@ -163,6 +173,7 @@ def learned_update(
     cell_layers: PositiveInt = 2,
     iterate_input: bool = False,
     output_scale: PositiveFloat = 0.1,
+    output: Literal["update", "step_size"] = "update",
     init: Literal["constant", "mlp"] = "mlp",
     hidden_sizes: Sequence[PositiveInt] = (256, 256),
     activation: Literal["relu", "elu", "silu", "tanh"] = "relu",
@@ -171,11 +182,12 @@ def learned_update(
     """The learned update of eq. 2.2 (``model.kind: learned_update``): ``steps`` updates by a coordinatewise cell.
 
     ``cell``, ``cell_size``, ``cell_layers``: the recurrent cell shared by all coordinates; ``iterate_input``
-    adds ŷᵢ to its inputs; ``output_scale`` is the initial learned scale of its output. ``init``,
+    adds ŷᵢ to its inputs; ``output_scale`` is the initial learned scale of its output; ``output``: ``update``
+    (ŷ + s·g_out) or ``step_size`` (ŷ − s·exp(g_out)⊙∇f, a learned per-coordinate step). ``init``,
     ``hidden_sizes``, ``activation``, ``projection``: the start, as for ``unrolled_gd``.
     """
     initial = initial_model(problem, init, hidden_sizes=hidden_sizes, activation=activation, projection=projection)
-    return LearnedUpdate(problem, steps, initial, cell, cell_size, cell_layers, iterate_input, output_scale)
+    return LearnedUpdate(problem, steps, initial, cell, cell_size, cell_layers, iterate_input, output_scale, output)
 
 
 register_model("learned_update", learned_update)

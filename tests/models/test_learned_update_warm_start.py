@@ -146,7 +146,7 @@ def test_warm_start_steps_are_ista_on_the_lasso_with_step_one_over_l():
 
 
 def test_warm_start_needs_a_step_size_without_a_lipschitz_constant():
-    with pytest.raises(ValueError, match="model.step_size"):
+    with pytest.raises(ValueError, match=r"model\.step_size"):
         build_model({"kind": "warm_start"}, Quadratic(dim=3))
 
 
