@@ -7,7 +7,8 @@ calls the problem's reference solver on the batch) or their weighted mix. Regist
 
 A semi-amortized model (``model.kind: unrolled_gd``) exposes its iterates ŷ⁰..ŷᴷ: the loss is then
 the iterate-weighted L_Σ of eq. 2.12 (``loss.iterate_weights``), and ``gradient.estimator`` picks
-how the unroll is differentiated (:mod:`amorctl.gradients`).
+how the unroll is differentiated (:mod:`amorctl.gradients`). A model may refuse training settings it
+cannot use with a ``check_training(iterate_weights=..., estimator=...)`` method (``warm_start`` does).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ def test_every_model_and_estimator_trains_or_is_refused_with_its_reason(tmp_path
     )
     rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[:4] for row in rows] == [
-        ["| mlp", "bptt", "–", "–"], ["| unrolled_gd:2", "bptt", "2", "2"], ["| unrolled_gd:2", "first_order", "2", "2"],
-        ["| unrolled_gd:2", "truncated", "2", "2"], ["| warm_start", "bptt", "10", "10"],
+        ["| mlp", "bptt", "–", "–"], ["| unrolled_gd:2", "bptt", "2", "2"],
+        ["| unrolled_gd:2", "first_order", "2", "2"], ["| unrolled_gd:2", "truncated", "2", "2"],
+        ["| warm_start", "bptt", "10", "10"],
     ]
     refused = [line for line in report.splitlines() if line.startswith("- ")]
     assert len(refused) == 4 and all("gradient.estimator" in line for line in refused), refused

@@ -83,14 +83,18 @@ def test_learned_update_is_permutation_equivariant_on_a_coordinate_symmetric_pro
         assert not torch.allclose(model(x), model(x[:, permutation]))
 
 
-def test_learned_update_step_is_the_scaled_cell_output():
+@pytest.mark.parametrize("output", ["update", "step_size"])
+def test_learned_update_step_is_the_scaled_cell_output(output):
     problem = Separable(3)
-    model = learned(problem, steps=1, output_scale=0.5)
+    model = learned(problem, steps=1, output_scale=0.5, output=output)
     x = contexts(problem)
     y0 = model.initial_iterate(x)
-    features = log_sign_features(problem.gradient(y0, x)).reshape(-1, 2)
-    output, _ = model.cell_step(features, model.initial_state(features.shape[0], y0))
-    assert torch.allclose(model(x), y0 + 0.5 * output.view(4, 3), atol=1e-6)
+    gradient = problem.gradient(y0, x)
+    features = log_sign_features(gradient).reshape(-1, 2)
+    cell_output, _ = model.cell_step(features, model.initial_state(features.shape[0], y0))
+    cell_output = cell_output.view(4, 3)
+    expected = y0 - 0.5 * cell_output.exp() * gradient if output == "step_size" else y0 + 0.5 * cell_output
+    assert torch.allclose(model(x), expected, atol=1e-6)
 
 
 def test_estimators_of_the_learned_update():
