@@ -7,7 +7,8 @@ calls the problem's reference solver on the batch) or their weighted mix. Regist
 
 A semi-amortized model (``model.kind: unrolled_gd``) exposes its iterates ŷ⁰..ŷᴷ: the loss is then
 the iterate-weighted L_Σ of eq. 2.12 (``loss.iterate_weights``), and ``gradient.estimator`` picks
-how the unroll is differentiated (:mod:`amorctl.gradients`).
+how the unroll is differentiated (:mod:`amorctl.gradients`). A model may refuse training settings it
+cannot use with a ``check_training(iterate_weights=..., estimator=...)`` method (``warm_start`` does).
 """
 
 from __future__ import annotations
@@ -169,8 +170,11 @@ class DirectConfig(RunConfig):
                 raise ConfigError(f"eval.steps needs a semi-amortized model (e.g. model.kind: unrolled_gd); "
                                   f"{kind!r} runs no iterations")
             return
+        check_training = getattr(model, "check_training", None)  # a model's own refusals (e.g. warm_start)
         try:
             make_estimator(**self.gradient).check(model.steps)
+            if callable(check_training):
+                check_training(iterate_weights=self.loss.iterate_weights, estimator=self.gradient["estimator"])
         except ValueError as error:
             raise ConfigError(str(error)) from None
         limit = getattr(model, "max_inference_steps", None)

@@ -5,10 +5,12 @@ Sections: ``td3-throughput`` and ``sac-throughput`` (amorctl's TD3 / SAC against
 identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-baselines3 with the RL Zoo's
 settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput``, ``gym-ids-sb3``
 (stable-baselines3's SAC, TD3 and PPO with their default hyper-parameters on the registered ``amorctl/*`` ids,
-against the random policy and the zero action) and ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
+against the random policy and the zero action), ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
 under small action noise), ``report-timing`` (the amortization report's speed-ups of trained direct runs
-under the current load and with two busy-loop processes more) and ``lista`` (LISTA against ISTA and FISTA,
-NMSE against layers / iterations on the sparse-coding setting). Record results in ``benchmarks/RESULTS.md``.
+under the current load and with two busy-loop processes more), ``lista`` (LISTA against ISTA and FISTA,
+NMSE against layers / iterations on the sparse-coding setting) and ``semi-amortized`` (fully- and
+semi-amortized models × gradient estimators on one family with one training budget). Record results in
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -97,6 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the config when training")
 
+    p = sections.add_parser("semi-amortized", help="fully- and semi-amortized models × gradient estimators on one "
+                            "family with one training budget: held-out gap, training time, seconds per solution")
+    p.add_argument("--family", default="logistic_regression")
+    p.add_argument("--models", nargs="+", default=None, metavar="KIND[:K]",
+                   help="registered model kinds, KIND:K sets model.steps (default: mlp unrolled_gd:5 "
+                   "unrolled_gd:10 unrolled_gd:20 learned_update warm_start)")
+    p.add_argument("--estimators", nargs="+", default=["bptt", "first_order", "truncated"])
+    p.add_argument("--train-steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--horizon", type=int, default=3, help="gradient.horizon of truncated (at most K)")
+    p.add_argument("--eval-contexts", type=int, default=256)
+    p.add_argument("--set", nargs=2, action="append", default=[], metavar=("LABEL", "KEY=VALUE"),
+                   help="an override for the models whose kind or KIND:K label is LABEL (repeatable)")
+    p.add_argument("--out", default="benchmarks/semi_amortized")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of every run's config")
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -123,6 +141,13 @@ def _run_section(args: argparse.Namespace) -> str:
 
         return lista_benchmark(args.run, args.max_iterations, args.tuning_signals, tuple(args.lambdas or LAMBDAS),
                                args.out, tuple(args.overrides))
+
+    if args.section == "semi-amortized":
+        from amorctl.benchmarking.semi_amortized import DEFAULT_MODELS, semi_amortized
+
+        return semi_amortized(args.family, args.models or DEFAULT_MODELS, args.estimators, args.train_steps,
+                              args.batch_size, args.horizon, args.eval_contexts, [tuple(s) for s in args.set],
+                              args.overrides, args.out)
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from amorctl.models.learned_update import LearnedUpdate, learned_update, log_sign_features
 from amorctl.models.lista import LISTA
 from amorctl.models.mlp import ACTIVATIONS, FullyAmortizedMLP
 from amorctl.models.projections import (
@@ -18,9 +19,19 @@ from amorctl.models.projections import (
     register_projection,
     sparsemax,
 )
-from amorctl.models.registry import MODELS, build_model, lista, mlp, register_model, set_model, unrolled_gd
+from amorctl.models.registry import (
+    MODELS,
+    build_model,
+    initial_model,
+    lista,
+    mlp,
+    register_model,
+    set_model,
+    unrolled_gd,
+)
 from amorctl.models.set import DeepSet
-from amorctl.models.unrolled import UnrolledGradientDescent, is_semi_amortized, model_iterates
+from amorctl.models.unrolled import LearnedStart, UnrolledGradientDescent, is_semi_amortized, model_iterates
+from amorctl.models.warm_start import WarmStart, warm_start
 
 __all__ = [
     "ACTIVATIONS",
@@ -29,6 +40,8 @@ __all__ = [
     "PROJECTIONS",
     "DeepSet",
     "FullyAmortizedMLP",
+    "LearnedStart",
+    "LearnedUpdate",
     "OrthantReLU",
     "OrthantSoftplus",
     "SecondOrderCone",
@@ -38,9 +51,13 @@ __all__ = [
     "Sphere",
     "TanhBox",
     "UnrolledGradientDescent",
+    "WarmStart",
     "build_model",
+    "initial_model",
     "is_semi_amortized",
+    "learned_update",
     "lista",
+    "log_sign_features",
     "make_projection",
     "mlp",
     "model_iterates",
@@ -49,4 +66,5 @@ __all__ = [
     "set_model",
     "sparsemax",
     "unrolled_gd",
+    "warm_start",
 ]

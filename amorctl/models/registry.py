@@ -110,6 +110,10 @@ def set_model(
 
 register_model("set", set_model)
 
+def initial_model(problem: Problem, init: Literal["constant", "mlp"], **mlp_keys) -> nn.Module | None:
+    """A semi-amortized model's start (``model.init``): ``None`` for a learned constant, else an ``mlp``."""
+    return mlp(problem, **mlp_keys) if init == "mlp" else None
+
 
 def unrolled_gd(
     problem: Problem,
@@ -129,9 +133,7 @@ def unrolled_gd(
     ``step_size``: the initial step sizes (default 1/L for families with a ``lipschitz`` constant, else 0.1);
     the step is proximal for composite families and projected for box domains.
     """
-    initial = None
-    if init == "mlp":
-        initial = mlp(problem, hidden_sizes=hidden_sizes, activation=activation, projection=projection)
+    initial = initial_model(problem, init, hidden_sizes=hidden_sizes, activation=activation, projection=projection)
     if step_size is None:
         lipschitz = getattr(problem, "lipschitz", None)
         step_size = 1.0 / lipschitz if lipschitz else 0.1

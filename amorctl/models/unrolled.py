@@ -26,7 +26,27 @@ from amorctl.optimizers import descent_step_rule
 from amorctl.problems import Problem
 
 
-class UnrolledGradientDescent(nn.Module):
+class LearnedStart(nn.Module):
+    """The learned initial iterate ŷ⁰ shared by the semi-amortized models: a learned constant θ or a model's prediction.
+
+    Subclasses call :meth:`init_start` in their constructor; the parameters are ``initial`` (an ``nn.Module``
+    mapping contexts to ŷ⁰) or ``initial_constant`` (θ, one per coordinate).
+    """
+
+    def init_start(self, problem: Problem, initial: nn.Module | None) -> None:
+        """Set the start: ``initial``'s prediction, or a learned constant θ = 0 when ``initial`` is ``None``."""
+        self.initial = initial
+        self.initial_constant = nn.Parameter(torch.zeros(problem.solution_dim)) if initial is None else None
+
+    def initial_iterate(self, x: torch.Tensor) -> torch.Tensor:
+        """ŷ⁰(x), ``(B, n)``: the initial model's prediction, or θ repeated (clipped into a box domain)."""
+        if self.initial is not None:
+            return self.initial(x)
+        y = self.initial_constant.unsqueeze(0).expand(x.shape[0], -1)
+        return y.clamp(*self.problem.bounds) if self.problem.bounds is not None else y
+
+
+class UnrolledGradientDescent(LearnedStart):
     """ŷθ(x) = ŷᴷ of K learned descent steps from a learned initial iterate (eq. 2.1).
 
     Args:
@@ -60,8 +80,7 @@ class UnrolledGradientDescent(nn.Module):
         n = problem.solution_dim
         self.problem, self.steps, self.inference_steps = problem, steps, steps
         self.per_coordinate = per_coordinate
-        self.initial = initial
-        self.initial_constant = nn.Parameter(torch.zeros(n)) if initial is None else None
+        self.init_start(problem, initial)
         self.log_step_sizes = nn.Parameter(torch.full((steps, n if per_coordinate else 1), math.log(step_size)))
         self.step_rule = descent_step_rule(problem)
         self.estimator = UnrollEstimator()
@@ -73,13 +92,6 @@ class UnrolledGradientDescent(nn.Module):
         if steps > self.steps:
             sizes = torch.cat([sizes, sizes[-1:].expand(steps - self.steps, -1)])
         return sizes[:steps]
-
-    def initial_iterate(self, x: torch.Tensor) -> torch.Tensor:
-        """ŷ⁰(x), ``(B, n)``: the initial model's prediction, or θ repeated (clipped into a box domain)."""
-        if self.initial is not None:
-            return self.initial(x)
-        y = self.initial_constant.unsqueeze(0).expand(x.shape[0], -1)
-        return y.clamp(*self.problem.bounds) if self.problem.bounds is not None else y
 
     def iterates(self, x: torch.Tensor, steps: int | None = None) -> list[torch.Tensor]:
         """[ŷ⁰, ŷ¹, ..., ŷ^steps], each ``(B, n)``; ``steps`` defaults to K in training, ``inference_steps`` in eval.

@@ -204,7 +204,7 @@ def test_a_tiny_coupled_run_through_train_py_lowers_the_nmse(tiny_run):
 
 
 def test_evaluate_py_reports_nmse_and_refuses_an_objective_race_for_a_planted_run(tiny_run, capsys):
-    run, metrics = tiny_run
+    run, _ = tiny_run
     assert evaluate_main([str(run), "--output", str(run / "eval" / "again.json")]) == 0
     out = capsys.readouterr().out
     assert "nmse_db" in out and "no amortization report: the run was trained toward planted solutions" in out
