@@ -6,7 +6,9 @@ identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-bas
 settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput``, ``gym-ids-sb3``
 (stable-baselines3's SAC, TD3 and PPO with their default hyper-parameters on the registered ``amorctl/*`` ids,
 against the random policy and the zero action) and ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
-under small action noise). Record results in ``benchmarks/RESULTS.md``.
+under small action noise) and ``estimators`` (the gradient estimators' bias and variance against the exact
+gradient on quadratics, and a training step's memory against K for implicit and bptt). Record results in
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ids", nargs="+", default=None, help="registered ids (default: all of ITERATE_ENV_IDS)")
     p.add_argument("--out", default="benchmarks")
 
+    p = sections.add_parser("estimators", help="bias and variance of every gradient estimator against the exact "
+                            "gradient on quadratics; peak memory of a training step against K, implicit vs bptt")
+    p.add_argument("--repeats", type=int, default=200, help="draws of each random estimator (es)")
+    p.add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000], help="model.steps K of the memory table")
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -90,6 +97,11 @@ def _run_section(args: argparse.Namespace) -> str:
         from amorctl.benchmarking.imitation import expert_sensitivity
 
         return expert_sensitivity(args.problems, args.sigmas, args.seeds)
+
+    if args.section == "estimators":
+        from amorctl.benchmarking.estimators import estimators_benchmark
+
+        return estimators_benchmark(args.repeats, tuple(args.ks))
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
