@@ -17,11 +17,12 @@ loss by a constant, so es must be unbiased here.
 (b) **Memory of one training step** (``DirectAmortization.train_step``: forward, the estimator's gradient,
 the optimizer step) of ``configs/amortize_quadratic_unrolled_gd_implicit.yaml`` against K = ``model.steps``,
 for ``implicit`` (inner solve forced to run all K steps: ``gradient.tolerance`` 1e-30) and ``bptt``.
-Measured on the CPU by ``torch.profiler`` with ``profile_memory``: every op's own allocations minus frees,
-summed in the order the ops start; the *peak* of that running sum over the step, and the bytes still
-held after the forward pass of the loss (the autograd graph's saved tensors and the outputs). Both count
-tensor storage allocated by torch ops only (no Python objects, no allocator caching) and are
-deterministic: the same on a loaded machine.
+Measured on the CPU by ``torch.profiler`` with ``profile_memory``: its ``[memory]`` records (every
+allocation and free of tensor storage by the CPU allocator, with its size and time) summed in time order;
+the *peak* of that running sum over the step, and the bytes still held after the forward pass of the
+loss (the autograd graph's saved tensors and the outputs). Both count tensor storage only (no Python
+objects), relative to what was allocated before the step, and are deterministic: the same on a loaded
+machine.
 """
 
 from __future__ import annotations
@@ -154,10 +155,11 @@ def step_memory(estimator_overrides: list[str], steps: int, config: Path = CONFI
 
 
 def _running_bytes(prof: profile) -> tuple[int, int]:
-    """(peak, final) of the ops' own allocations minus frees, summed in the order the ops start."""
+    """(peak, final) of the running sum of the profiler's ``[memory]`` records (allocations +, frees −) by time."""
+    records = [event for event in prof.profiler.kineto_results.events() if event.name() == "[memory]"]
     current = peak = 0
-    for event in sorted(prof.events(), key=lambda event: event.time_range.start):
-        current += event.self_cpu_memory_usage
+    for event in sorted(records, key=lambda event: event.start_ns()):
+        current += event.nbytes()
         peak = max(peak, current)
     return peak, current
 
