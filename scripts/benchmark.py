@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                             "gradient on quadratics; peak memory of a training step against K, implicit vs bptt")
     p.add_argument("--repeats", type=int, default=200, help="draws of each random estimator (es)")
     p.add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000], help="model.steps K of the memory table")
+    p.add_argument("--tables", nargs="+", choices=["bias", "memory"], default=["bias", "memory"])
 
     args = parser.parse_args(argv)
     try:
@@ -101,7 +102,7 @@ def _run_section(args: argparse.Namespace) -> str:
     if args.section == "estimators":
         from amorctl.benchmarking.estimators import estimators_benchmark
 
-        return estimators_benchmark(args.repeats, tuple(args.ks))
+        return estimators_benchmark(args.repeats, tuple(args.ks), tuple(args.tables))
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
