@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Le
 from torch import nn
 
 from amorctl.gradients.base import BatchLoss, UnrollEstimator
 from amorctl.schema import PositiveFloat, PositiveInt
+
+MAX_PERTURBATIONS = 65536
+"""The most antithetic pairs per step a config may ask for (2·65,536 loss evaluations per step)."""
 
 
 class EvolutionStrategies(UnrollEstimator):
@@ -36,7 +40,7 @@ class EvolutionStrategies(UnrollEstimator):
 
     Args:
         sigma: σ, the standard deviation of the perturbations (at the start of training).
-        num_perturbations: N antithetic pairs per step (2N loss evaluations).
+        num_perturbations: N antithetic pairs per step (2N loss evaluations), at most 65,536.
         perturb: ``parameters`` (θ, every trainable parameter) or ``prediction`` (ŷθ(x), per context).
         sigma_final: σ at the end of training (Remark 4), or ``None`` for a constant σ.
         sigma_decay: how σ moves from ``sigma`` to ``sigma_final``: ``linear`` or ``geometric`` (log-linear).
@@ -48,7 +52,7 @@ class EvolutionStrategies(UnrollEstimator):
         self,
         *,
         sigma: PositiveFloat = 0.01,
-        num_perturbations: PositiveInt = 16,
+        num_perturbations: Annotated[PositiveInt, Le(MAX_PERTURBATIONS)] = 16,
         perturb: Literal["parameters", "prediction"] = "parameters",
         sigma_final: PositiveFloat | None = None,
         sigma_decay: Literal["linear", "geometric"] = "geometric",
