@@ -6,9 +6,11 @@ calls the problem's reference solver on the batch) or their weighted mix. Regist
 ``agent: direct``; its config names a problem family (``problem.name``) and a model (``model.kind``).
 
 A semi-amortized model (``model.kind: unrolled_gd``) exposes its iterates ŷ⁰..ŷᴷ: the loss is then
-the iterate-weighted L_Σ of eq. 2.12 (``loss.iterate_weights``), and ``gradient.estimator`` picks
-how the unroll is differentiated (:mod:`amorctl.gradients`). A model may refuse training settings it
-cannot use with a ``check_training(iterate_weights=..., estimator=...)`` method (``warm_start`` does).
+the iterate-weighted L_Σ of eq. 2.12 (``loss.iterate_weights``). ``gradient.estimator`` picks how θ's
+gradient of the loss is computed (:mod:`amorctl.gradients`): through the unroll (bptt, first order,
+truncated, implicit) or from perturbations of any model (es); the learner only calls its ``gradient``.
+A model may refuse training settings it cannot use with a
+``check_training(iterate_weights=..., estimator=...)`` method (``warm_start`` does).
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ from torch import nn
 
 from amorctl.agents.base import Learner, optimizer_state_of, parameters_of, register_agent
 from amorctl.eval.direct import ReferenceSet, evaluate_model, gap_metrics
-from amorctl.gradients import ESTIMATORS, make_estimator
+from amorctl.gradients import ESTIMATORS, BatchLoss, UnrollEstimator, make_estimator
 from amorctl.losses import (
     IterateSchedule,
-    iterate_weighted_loss,
     iterate_weights,
     mixed_loss,
     objective_loss,
@@ -117,8 +118,9 @@ class DirectConfig(RunConfig):
     model: dict[str, Any] = Field(default_factory=lambda: {"kind": "mlp"})
     """The model's ``kind`` (default ``mlp``) and its builder's keyword arguments."""
     gradient: dict[str, Any] = Field(default_factory=lambda: {"estimator": "bptt"})
-    """Semi-amortized models: how the unroll is differentiated, ``estimator`` (``bptt``, ``first_order``,
-    ``truncated``) and its keys (``horizon`` for ``truncated``)."""
+    """How θ's gradient is computed: ``estimator`` (``bptt``, ``first_order``, ``truncated``, ``implicit``, ``es``)
+    and its keys (``horizon`` for ``truncated``; ``lam``, ``tolerance``, ``cg_steps``, ``cg_damping`` for
+    ``implicit``; ``sigma``, ``num_perturbations``, ``perturb``, ``sigma_final``, ``sigma_decay`` for ``es``)."""
     loss: LossConfig = Field(default_factory=LossConfig)
     train: DirectTrainConfig = Field(default_factory=DirectTrainConfig)
     eval: DirectEvalConfig = Field(default_factory=DirectEvalConfig)
@@ -158,21 +160,22 @@ class DirectConfig(RunConfig):
     def _check_semi_amortized(self, model: nn.Module) -> None:
         """Refuse iterate weights, estimators and evaluation steps that the model cannot use."""
         kind = self.model["kind"]
+        estimator = make_estimator(**self.gradient)
         if not is_semi_amortized(model):
             if self.loss.iterate_weights != "last":
                 raise ConfigError(f"loss.iterate_weights={self.loss.iterate_weights!r} needs a semi-amortized model "
                                   f"with iterates (e.g. model.kind: unrolled_gd); {kind!r} has one prediction, so "
                                   "only 'last' applies")
-            if self.gradient["estimator"] != "bptt":
+            if estimator.needs_unroll:
+                anywhere = " or ".join(repr(name) for name, cls in ESTIMATORS.items() if not cls.needs_unroll)
                 raise ConfigError(f"gradient.estimator={self.gradient['estimator']!r} needs a semi-amortized model "
-                                  f"(e.g. model.kind: unrolled_gd); {kind!r} unrolls nothing, so only 'bptt' applies")
+                                  f"(e.g. model.kind: unrolled_gd); {kind!r} unrolls nothing, so only {anywhere} apply")
             if self.eval.steps is not None:
                 raise ConfigError(f"eval.steps needs a semi-amortized model (e.g. model.kind: unrolled_gd); "
                                   f"{kind!r} runs no iterations")
-            return
         check_training = getattr(model, "check_training", None)  # a model's own refusals (e.g. warm_start)
         try:
-            make_estimator(**self.gradient).check(model.steps)
+            estimator.check(model)
             if callable(check_training):
                 check_training(iterate_weights=self.loss.iterate_weights, estimator=self.gradient["estimator"])
         except ValueError as error:
@@ -228,6 +231,7 @@ class DirectAmortization(Learner):
         iterate_weights, geometric_ratio: the schedule of eq. 2.12 over a semi-amortized model's iterates.
         target: y* of the regression loss: ``solver`` (``problem.solve`` on each batch) or ``planted``
             (the solutions ``problem.sample_planted`` draws with the batch).
+        estimator: computes θ's gradient of each batch's loss (plain backpropagation, ``bptt``, by default).
         optimizer, lr, weight_decay: the parameter optimizer.
         lr_schedule: ``constant`` or ``cosine`` (annealed to 0 over ``total_steps``).
         total_steps: length of the run, for the schedule.
@@ -260,6 +264,7 @@ class DirectAmortization(Learner):
         iterate_weights: IterateSchedule = "last",
         geometric_ratio: float = 0.5,
         target: Literal["solver", "planted"] = "solver",
+        estimator: UnrollEstimator | None = None,
     ):
         self.problem, self.model = problem, model
         self.loss_kind, self.regression_weight = loss, regression_weight
@@ -268,6 +273,7 @@ class DirectAmortization(Learner):
         self.base_lr, self.weight_decay = lr, weight_decay
         self.device = torch.device(device)
         self.reference, self.timing_repeats = reference, timing_repeats
+        self.estimator, self.total_steps = estimator or UnrollEstimator(), total_steps
         self.optimizer = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
         if lr_schedule == "cosine":
             schedule = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
@@ -292,18 +298,24 @@ class DirectAmortization(Learner):
 
         ``y_star``: the regression target of ``x`` (planted solutions); ``None`` solves for it when needed.
         """
-        iterates = model_iterates(self.model, x)
-        weights = iterate_weights(self.iterate_schedule, len(iterates), self.geometric_ratio)
+        return self.batch_loss(x, y_star)()
+
+    def batch_loss(self, x: torch.Tensor, y_star: torch.Tensor | None = None) -> BatchLoss:
+        """The configured loss on contexts ``x`` as the estimator differentiates it (y*, if needed and not given,
+        solved once)."""
         if self.loss_kind == "objective":
-            return iterate_weighted_loss(lambda y_hat: objective_loss(self.problem, y_hat, x), iterates, weights)
-        if y_star is None:
-            with torch.no_grad():
-                y_star = self.problem.solve(x)
-        if self.loss_kind == "regression":
-            return iterate_weighted_loss(lambda y_hat: regression_loss(y_hat, y_star), iterates, weights)
-        return iterate_weighted_loss(
-            lambda y_hat: mixed_loss(self.problem, y_hat, x, y_star, self.regression_weight), iterates, weights
-        )
+            context_loss = lambda y_hat: objective_loss(self.problem, y_hat, x, "none")  # noqa: E731
+        else:
+            if y_star is None:
+                with torch.no_grad():
+                    y_star = self.problem.solve(x)
+            if self.loss_kind == "regression":
+                context_loss = lambda y_hat: regression_loss(y_hat, y_star, "none")  # noqa: E731
+            else:
+                context_loss = lambda y_hat: mixed_loss(  # noqa: E731
+                    self.problem, y_hat, x, y_star, self.regression_weight, "none")
+        return BatchLoss(lambda: model_iterates(self.model, x), context_loss,
+                         lambda count: iterate_weights(self.iterate_schedule, count, self.geometric_ratio))
 
     def train_step(self) -> torch.Tensor:
         """One gradient step on a fresh batch of contexts; returns the detached loss."""
@@ -311,15 +323,15 @@ class DirectAmortization(Learner):
             x, y_star = self.problem.sample_planted(self.batch_size, self.generator, self.device)
         else:
             x, y_star = self.problem.sample_contexts(self.batch_size, self.generator, self.device), None
-        loss = self.loss(x, y_star)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        loss = self.estimator.gradient(self.batch_loss(x, y_star), trainable, self.progress / self.total_steps)
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.progress += 1
-        self.last_loss = loss.detach()
+        self.last_loss = loss
         return self.last_loss
 
     # ------------------------------------------------------------------------- the Learner protocol
@@ -328,7 +340,7 @@ class DirectAmortization(Learner):
         for _ in range(units):
             if not bool(torch.isfinite(self.train_step())):
                 break
-        return {"loss/train": self.last_loss, "train/lr": torch.tensor(self.lr)}
+        return {"loss/train": self.last_loss, "train/lr": torch.tensor(self.lr), **self.estimator.diagnostics()}
 
     def evaluate(self) -> dict[str, float]:
         """Held-out f(ŷ), and against the reference: objective gap, solution distance, relative gap."""
@@ -403,8 +415,9 @@ def build_direct(config: DirectConfig, device: torch.device, inference: bool = F
     """The learner of a validated :class:`DirectConfig` on ``device`` (with its held-out set unless ``inference``)."""
     problem = make_problem(**config.problem)
     model = build_model(config.model, problem).to(device)
+    estimator = make_estimator(**config.gradient)
     if is_semi_amortized(model):
-        model.estimator = make_estimator(**config.gradient)
+        model.estimator = estimator
         model.inference_steps = config.eval.steps or model.steps
     reference = None if inference else ReferenceSet.build(
         problem, config.eval.num_contexts, config.eval.seed, device, config.loss.target
@@ -432,6 +445,7 @@ def build_direct(config: DirectConfig, device: torch.device, inference: bool = F
         iterate_weights=config.loss.iterate_weights,
         geometric_ratio=config.loss.geometric_ratio,
         target=config.loss.target,
+        estimator=estimator,
     )
 
 

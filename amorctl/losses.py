@@ -9,23 +9,37 @@ import torch
 
 from amorctl.problems import Problem
 
+Reduction = Literal["mean", "none"]
+"""``mean``: the batch mean (the expectation over x ~ p(x)); ``none``: one value per context, ``(B,)``."""
 
-def regression_loss(y_hat: torch.Tensor, y_star: torch.Tensor) -> torch.Tensor:
+
+def _reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    return values.mean() if reduction == "mean" else values
+
+
+def regression_loss(y_hat: torch.Tensor, y_star: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
     """The regression-based loss, eq. 2.9: E_x ‖y*(x) − ŷθ(x)‖², a batch mean of squared distances."""
-    return (y_star - y_hat).square().sum(-1).mean()
+    return _reduce((y_star - y_hat).square().sum(-1), reduction)
 
 
-def objective_loss(problem: Problem, y_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def objective_loss(
+    problem: Problem, y_hat: torch.Tensor, x: torch.Tensor, reduction: Reduction = "mean"
+) -> torch.Tensor:
     """The objective-based loss, eq. 2.10: E_x f(ŷθ(x); x). Needs f only, never y*."""
-    return problem.objective(y_hat, x).mean()
+    return _reduce(problem.objective(y_hat, x), reduction)
 
 
 def mixed_loss(
-    problem: Problem, y_hat: torch.Tensor, x: torch.Tensor, y_star: torch.Tensor, regression_weight: float
+    problem: Problem,
+    y_hat: torch.Tensor,
+    x: torch.Tensor,
+    y_star: torch.Tensor,
+    regression_weight: float,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """(1 − w)·eq. 2.10 + w·eq. 2.9, with w = ``regression_weight`` in [0, 1]."""
-    return (1 - regression_weight) * objective_loss(problem, y_hat, x) + regression_weight * regression_loss(
-        y_hat, y_star
+    return (1 - regression_weight) * objective_loss(problem, y_hat, x, reduction) + regression_weight * regression_loss(
+        y_hat, y_star, reduction
     )
 
 

@@ -8,8 +8,10 @@ settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-th
 against the random policy and the zero action), ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
 under small action noise), ``report-timing`` (the amortization report's speed-ups of trained direct runs
 under the current load and with two busy-loop processes more), ``lista`` (LISTA against ISTA and FISTA,
-NMSE against layers / iterations on the sparse-coding setting) and ``semi-amortized`` (fully- and
-semi-amortized models × gradient estimators on one family with one training budget). Record results in
+NMSE against layers / iterations on the sparse-coding setting), ``semi-amortized`` (fully- and
+semi-amortized models × gradient estimators on one family with one training budget) and ``estimators``
+(the gradient estimators' bias and variance against the exact gradient on quadratics, and a training step's
+memory against K for implicit and bptt). Record results in
 ``benchmarks/RESULTS.md``.
 """
 
@@ -115,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/semi_amortized")
     p.add_argument("overrides", nargs="*", help="key=value overrides of every run's config")
 
+    p = sections.add_parser("estimators", help="bias and variance of every gradient estimator against the exact "
+                            "gradient on quadratics; peak memory of a training step against K, implicit vs bptt")
+    p.add_argument("--repeats", type=int, default=200, help="draws of each random estimator (es)")
+    p.add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000], help="model.steps K of the memory table")
+    p.add_argument("--tables", nargs="+", choices=["bias", "memory"], default=["bias", "memory"])
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -148,6 +156,11 @@ def _run_section(args: argparse.Namespace) -> str:
         return semi_amortized(args.family, args.models or DEFAULT_MODELS, args.estimators, args.train_steps,
                               args.batch_size, args.horizon, args.eval_contexts, [tuple(s) for s in args.set],
                               args.overrides, args.out)
+
+    if args.section == "estimators":
+        from amorctl.benchmarking.estimators import estimators_benchmark
+
+        return estimators_benchmark(args.repeats, tuple(args.ks), tuple(args.tables))
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

@@ -194,8 +194,9 @@ def test_truncation_backpropagates_through_the_last_h_steps_only():
 
 
 def test_truncated_refuses_a_horizon_longer_than_the_unroll():
+    model = UnrolledGradientDescent(Quadratic(dim=3), 3, None, step_size=0.1)
     with pytest.raises(ValueError, match="horizon"):
-        Truncated(horizon=4).check(3)
+        Truncated(horizon=4).check(model)
 
 
 # ----------------------------------------------------------------------------- eq. 2.12 weights

@@ -1,7 +1,8 @@
-"""Gradient estimators through a semi-amortized model's unrolled iterations (seed section 2.2.2).
+"""Gradient estimators: how a run computes θ's gradient of its loss (seed sections 2.2.2 and 2.2.3).
 
-An estimator decides which derivatives the K unrolled steps ŷᵗ = step(ŷᵗ⁻¹) keep when the loss is
-backpropagated into the model's parameters θ (the initial iterate's and the step sizes):
+Through a semi-amortized model's K unrolled steps ŷᵗ = step(ŷᵗ⁻¹), an estimator decides which
+derivatives are kept when the loss is backpropagated into the model's parameters θ (the initial
+iterate's and the step sizes):
 
 - ``bptt``: all of them, Hessian-vector products included (the gradient inside each step is
   differentiable: torch.func.grad composed with autograd); the exact Dθ of the unrolled model.
@@ -14,7 +15,7 @@ backpropagated into the model's parameters θ (the initial iterate's and the ste
   losses of earlier iterates (eq. 2.12) still reach θ through their own, shorter chains.
 
 ``gradient.estimator`` names one in a config; its other keys are the constructor's
-(``gradient.horizon``). :func:`register_estimator` adds one from outside.
+(``gradient.horizon``, ``gradient.lam``, ``gradient.sigma``, ...). :func:`register_estimator` adds one from outside.
 """
 
 from __future__ import annotations
@@ -22,24 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
+from amorctl.gradients.base import BatchLoss, UnrollEstimator
+from amorctl.gradients.es import EvolutionStrategies
+from amorctl.gradients.implicit import Implicit
 from amorctl.registry import Registry
 from amorctl.schema import PositiveInt
-
-
-class UnrollEstimator:
-    """Full backpropagation through time (``bptt``): every step differentiated, second order included."""
-
-    name = "bptt"
-    detach_gradient = False
-    """Whether the gradient inside each step is detached (first order)."""
-
-    def iterate(self, y: torch.Tensor, step: int, total: int) -> torch.Tensor:
-        """The iterate ŷ^``step`` as the next step should see it (of ``total`` differentiated steps)."""
-        return y
-
-    def check(self, steps: int) -> None:
-        """Refuse (``ValueError`` naming the key) settings that mean nothing for ``steps`` unrolled steps."""
 
 
 class FirstOrder(UnrollEstimator):
@@ -47,6 +37,7 @@ class FirstOrder(UnrollEstimator):
 
     name = "first_order"
     detach_gradient = True
+    needs_unroll = True
 
 
 class Truncated(UnrollEstimator):
@@ -57,6 +48,7 @@ class Truncated(UnrollEstimator):
     """
 
     name = "truncated"
+    needs_unroll = True
 
     def __init__(self, *, horizon: PositiveInt = 1):
         self.horizon = horizon
@@ -64,14 +56,15 @@ class Truncated(UnrollEstimator):
     def iterate(self, y: torch.Tensor, step: int, total: int) -> torch.Tensor:
         return y.detach() if 0 < step == total - self.horizon else y  # H = K cuts nothing: bptt
 
-    def check(self, steps: int) -> None:
+    def check(self, model: nn.Module) -> None:
+        steps = model.steps
         if self.horizon > steps:
             raise ValueError(f"gradient.horizon={self.horizon} is more than the model's {steps} unrolled steps "
                              f"(model.steps); use at most {steps}, or gradient.estimator: bptt")
 
 
 ESTIMATORS: Registry[type[UnrollEstimator]] = Registry("gradient estimator", "gradient.estimator")
-for _cls in (UnrollEstimator, FirstOrder, Truncated):
+for _cls in (UnrollEstimator, FirstOrder, Truncated, Implicit, EvolutionStrategies):
     ESTIMATORS.register(_cls.name, _cls)
 
 
@@ -87,4 +80,14 @@ def make_estimator(estimator: str = "bptt", **keys: Any) -> UnrollEstimator:
     return ESTIMATORS.lookup(estimator)(**keys)
 
 
-__all__ = ["ESTIMATORS", "FirstOrder", "Truncated", "UnrollEstimator", "make_estimator", "register_estimator"]
+__all__ = [
+    "ESTIMATORS",
+    "BatchLoss",
+    "EvolutionStrategies",
+    "FirstOrder",
+    "Implicit",
+    "Truncated",
+    "UnrollEstimator",
+    "make_estimator",
+    "register_estimator",
+]

@@ -11,7 +11,8 @@ proximal-gradient step prox_{αh}(y − α∇g) for composite ones (``smooth_gra
 e.g. the lasso), the projected step Π_box(y − α∇f) for families with ``bounds``. The step sizes
 αₜ = exp(log αₜ) are positive by construction, one per step (``per_coordinate=False``) or one per
 step and coordinate. Which derivatives the unroll keeps is the model's ``estimator``
-(:mod:`amorctl.gradients`).
+(:mod:`amorctl.gradients`); an estimator that replaces the unroll (``implicit``, eq. 2.13) gets the
+start ŷ⁰ and returns its inner problem's solution instead, so the iterates are then [ŷ⁰, ŷ].
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ class UnrolledGradientDescent(LearnedStart):
             beyond K reuse the last learned step size.
         estimator: the gradient estimator of the unroll (:class:`~amorctl.gradients.UnrollEstimator`,
             full backpropagation through time by default).
+        supports_implicit: a capability: ŷ⁰ (:meth:`initial_iterate`), :meth:`step_sizes` and the
+            ``step_rule`` are all the ``implicit`` estimator needs to solve eq. 2.13 with this model's steps.
     """
+
+    supports_implicit = True
 
     def __init__(
         self,
@@ -97,12 +102,15 @@ class UnrolledGradientDescent(LearnedStart):
         """[ŷ⁰, ŷ¹, ..., ŷ^steps], each ``(B, n)``; ``steps`` defaults to K in training, ``inference_steps`` in eval.
 
         The estimator decides which derivatives the steps keep (it sees K = ``self.steps`` as the length
-        of the differentiated unroll).
+        of the differentiated unroll); one that replaces the unroll returns [ŷ⁰, its solution in at most
+        ``steps`` steps].
         """
         if steps is None:
             steps = self.steps if self.training else self.inference_steps
         estimator = self.estimator
         y = self.initial_iterate(x)
+        if estimator.replaces_unroll:
+            return [y, estimator.solution(self, y, x, steps)]
         sizes = self.step_sizes(steps)
         out = [y]
         for t in range(steps):
