@@ -163,6 +163,33 @@ def test_a_planted_reference_reports_nmse_and_no_solver_figures():
     assert "objective_gap_mean" not in metrics and metrics["solution_distance_mean"] > 0
 
 
+
+@pytest.mark.parametrize("estimator", [{"estimator": "bptt"}, {"estimator": "es", "num_perturbations": 2}])
+def test_planted_training_regresses_onto_the_planted_codes_and_never_solves(monkeypatch, estimator):
+    """With loss.target: planted a training step's loss is the regression onto the codes drawn with the batch,
+    for any estimator (the estimator's batch loss gets them), and the family's solver is never called."""
+    from amorctl.agents.direct import DirectConfig, build_direct
+
+    def no_solver(self, x):
+        raise AssertionError("loss.target: planted must not call the solver")
+
+    monkeypatch.setattr(Lasso, "solve", no_solver)
+    config = DirectConfig.model_validate({
+        "device": "cpu", "problem": {"name": "lasso", **SMALL}, "model": {"kind": "lista", "steps": 2},
+        "loss": {"kind": "regression", "target": "planted"}, "gradient": estimator,
+        "train": {"steps": 3, "batch_size": 8}, "eval": {"num_contexts": 8},
+    })
+    learner = build_direct(config, torch.device("cpu"))
+    state = learner.generator.get_state()
+    x, codes = learner.problem.sample_planted(8, learner.generator, learner.device)
+    learner.generator.set_state(state)
+    with torch.no_grad():
+        expected = ((learner.model(x) - codes) ** 2).sum(-1).mean() if estimator["estimator"] == "bptt" else None
+    loss = learner.train_step()
+    if expected is not None:
+        assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.isfinite(loss)
+
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "amortize_lasso_lista.yaml")
 TINY = [
     "device=cpu", "problem={name: lasso, signal_dim: 20, code_dim: 40, sparsity: 3, l1: 0.1, noise_std: 0.0}",
