@@ -14,7 +14,7 @@ from amorctl.gradients import BatchLoss, EvolutionStrategies, Implicit, UnrollEs
 from amorctl.gradients.implicit import ProximalObjective, conjugate_gradient
 from amorctl.optimizers import gradient_step
 from amorctl.run.checkpoint import latest_checkpoint, load_checkpoint
-from amorctl.run.cli import train_main
+from amorctl.run.cli import evaluate_main, train_main
 
 DIM, LAM = 4, 2.0
 
@@ -55,6 +55,14 @@ def test_implicit_solves_the_proximal_problem_and_matches_its_closed_form_deriva
     gradient = case.estimate(model)
     assert torch.allclose(gradient, case.proximal_gradient(LAM), rtol=1e-9, atol=1e-12)
     assert model.log_step_sizes.grad is None, "the step sizes get no gradient under implicit"
+
+
+def test_implicit_with_zero_inner_steps_returns_the_start(case):
+    """K = 0 (the amortization report's first point of an implicit run): the solution is ŷ⁰ itself."""
+    estimator = Implicit(lam=LAM)
+    model = case.model(5, 1.0 / (10.0 + LAM), estimator)
+    start, solution = model.iterates(case.x, 0)
+    assert torch.equal(solution, start) and estimator.diagnostics()["gradient/inner_steps"] == 0
 
 
 def test_implicit_agrees_with_bptt_through_a_converged_inner_solve(case):
@@ -200,6 +208,17 @@ def test_a_short_run_lowers_the_held_out_gap(name, overrides, tiny_args, find_ru
     capsys.readouterr()
     (before,), (after,) = find_runs(f"{name}_before"), find_runs(name)
     assert gap(after) < 0.7 * gap(before), (gap(after), gap(before))
+
+
+def test_evaluate_py_writes_the_amortization_report_of_an_implicit_run(tiny_args, find_runs, capsys):
+    """The report runs the model at every K from 0 (the start itself) to eval.steps under implicit too."""
+    assert train_main(["--no-progress", *tiny_args("name=implicit_report", *IMPLICIT, *LEARN, "train.steps=2",
+                                                    "train.eval_every=2", "train.checkpoint_every=2")]) == 0
+    (run,) = find_runs("implicit_report")
+    assert evaluate_main([str(run), "--solver-steps", "3"]) == 0
+    assert "amortization report" in capsys.readouterr().out
+    model_curve = json.loads((run / "eval" / "amortization_report.json").read_text())["curves"]["model"]
+    assert [point["steps"] for point in model_curve][0] == 0 and len(model_curve) > 1
 
 
 def test_an_es_run_with_a_decaying_sigma_resumes_exactly(tiny_args, find_runs, capsys, tmp_path):

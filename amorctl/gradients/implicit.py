@@ -137,15 +137,15 @@ class Implicit(UnrollEstimator):
 
         def solve(start: torch.Tensor) -> torch.Tensor:
             objective = ProximalObjective(problem, start, self.lam)
-            y, threshold = start, None
+            y, threshold, taken = start, None, 0  # steps = 0 (a report's K = 0 point): the start itself
             for step in range(steps):
                 following = step_rule(objective, y, x, sizes[step])
                 gradient_norm = ((y - following) / sizes[step]).norm(dim=-1)  # ‖∇F(yᵗ)‖ of a gradient step
                 threshold = self.tolerance * gradient_norm if threshold is None else threshold
-                y = following
+                y, taken = following, step + 1
                 if bool((gradient_norm <= threshold).all()):
                     break
-            self._last["inner_steps"] = torch.tensor(float(step + 1))
+            self._last["inner_steps"] = torch.tensor(float(taken))
             return y
 
         def vjp(solution: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
