@@ -218,7 +218,7 @@ def test_evaluate_py_writes_the_amortization_report_of_an_implicit_run(tiny_args
     assert evaluate_main([str(run), "--solver-steps", "3"]) == 0
     assert "amortization report" in capsys.readouterr().out
     model_curve = json.loads((run / "eval" / "amortization_report.json").read_text())["curves"]["model"]
-    assert [point["steps"] for point in model_curve][0] == 0 and len(model_curve) > 1
+    assert model_curve[0]["steps"] == 0 and len(model_curve) > 1
 
 
 def test_an_es_run_with_a_decaying_sigma_resumes_exactly(tiny_args, find_runs, capsys, tmp_path):
