@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -62,6 +63,21 @@ def find_runs(runs_dir: Path) -> Callable[..., list[Path]]:
         return sorted(base.iterdir()) if base.is_dir() else []
 
     return _find
+
+
+@pytest.fixture
+def interrupt(tmp_path: Path) -> Callable[[Path, int], Path]:
+    """``interrupt(run, last_step)``: a copy of a finished run without its last checkpoint (``last_step``) and its
+    evaluation, as a run stopped between its last two checkpoints leaves it."""
+
+    def _interrupt(run: Path, last_step: int) -> Path:
+        interrupted = tmp_path / "interrupted"
+        shutil.copytree(run, interrupted)
+        (interrupted / "checkpoints" / f"step_{last_step:09d}.pt").unlink()
+        shutil.rmtree(interrupted / "eval")
+        return interrupted
+
+    return _interrupt
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 import yaml
@@ -109,17 +107,14 @@ def test_non_finite_parameter_is_named():
     assert caught.value.exit_code == 3
 
 
-def test_resume_after_interruption_matches_the_uninterrupted_run(tiny_args, find_runs, capsys, tmp_path):
+def test_resume_after_interruption_matches_the_uninterrupted_run(tiny_args, find_runs, capsys, interrupt):
     """2N steps straight vs. the same run with its last checkpoint (step 2N) lost and resumed from step N."""
     overrides = tiny_args(
         "train.steps=8", "train.checkpoint_every=4", "train.grad_clip=1.0", "train.lr_schedule=cosine"
     )
     assert train_main(["--no-progress", *overrides]) == 0
     (run,) = find_runs()
-    interrupted = tmp_path / "interrupted"
-    shutil.copytree(run, interrupted)
-    (interrupted / "checkpoints" / "step_000000008.pt").unlink()
-    shutil.rmtree(interrupted / "eval")
+    interrupted = interrupt(run, 8)
     assert load_checkpoint(latest_checkpoint(interrupted / "checkpoints"))["step"] == 4
 
     assert train_main(["--no-progress", "--resume", str(interrupted)]) == 0

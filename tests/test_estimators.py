@@ -4,7 +4,6 @@ their refusals, and short runs through the CLI (issue 7)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -221,15 +220,12 @@ def test_evaluate_py_writes_the_amortization_report_of_an_implicit_run(tiny_args
     assert model_curve[0]["steps"] == 0 and len(model_curve) > 1
 
 
-def test_an_es_run_with_a_decaying_sigma_resumes_exactly(tiny_args, find_runs, capsys, tmp_path):
+def test_an_es_run_with_a_decaying_sigma_resumes_exactly(tiny_args, find_runs, capsys, interrupt):
     overrides = tiny_args("gradient.estimator=es", "gradient.sigma=0.1", "gradient.sigma_final=0.001",
                           "gradient.num_perturbations=2", "train.steps=8", "train.checkpoint_every=4")
     assert train_main(["--no-progress", *overrides]) == 0
     (run,) = find_runs()
-    interrupted = tmp_path / "interrupted"
-    shutil.copytree(run, interrupted)
-    (interrupted / "checkpoints" / "step_000000008.pt").unlink()
-    shutil.rmtree(interrupted / "eval")
+    interrupted = interrupt(run, 8)
     assert train_main(["--no-progress", "--resume", str(interrupted)]) == 0
     capsys.readouterr()
     straight = load_checkpoint(latest_checkpoint(run / "checkpoints"))["learner"]

@@ -4,7 +4,6 @@ gradient estimators through the unroll checked against exact derivatives on the 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -261,14 +260,11 @@ def test_bad_semi_amortized_settings_exit_2_before_writing_anything(overrides, k
     assert not runs_dir.exists()
 
 
-def test_an_unrolled_run_resumes_exactly(tiny_args, find_runs, capsys, tmp_path):
+def test_an_unrolled_run_resumes_exactly(tiny_args, find_runs, capsys, interrupt):
     overrides = tiny_args(*SEMI, "loss.iterate_weights=linear", "train.steps=8", "train.checkpoint_every=4")
     assert train_main(["--no-progress", *overrides]) == 0
     (run,) = find_runs()
-    interrupted = tmp_path / "interrupted"
-    shutil.copytree(run, interrupted)
-    (interrupted / "checkpoints" / "step_000000008.pt").unlink()
-    shutil.rmtree(interrupted / "eval")
+    interrupted = interrupt(run, 8)
 
     assert train_main(["--no-progress", "--resume", str(interrupted), "eval.steps=6"]) == 0
     capsys.readouterr()

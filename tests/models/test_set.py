@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -230,15 +229,12 @@ def test_a_set_run_trains_on_a_users_data_set_family(tiny_args, find_runs, regis
     assert metrics["objective_mean"] > 0  # no reference solver: the run reports f(ŷ) only
 
 
-def test_a_set_run_resumes_exactly(tiny_args, find_runs, capsys, tmp_path):
+def test_a_set_run_resumes_exactly(tiny_args, find_runs, capsys, interrupt):
     """The standardization's running statistics are part of the checkpoint, so a resume continues bit for bit."""
     overrides = tiny_args(SET, LOGISTIC, "model.rounds=2", "train.steps=8", "train.checkpoint_every=4")
     assert train_main(["--no-progress", *overrides]) == 0
     (run,) = find_runs()
-    interrupted = tmp_path / "interrupted"
-    shutil.copytree(run, interrupted)
-    (interrupted / "checkpoints" / "step_000000008.pt").unlink()
-    shutil.rmtree(interrupted / "eval")
+    interrupted = interrupt(run, 8)
     assert train_main(["--no-progress", "--resume", str(interrupted)]) == 0
     capsys.readouterr()
     straight = load_checkpoint(latest_checkpoint(run / "checkpoints"))["learner"]["model"]
