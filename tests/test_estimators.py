@@ -89,7 +89,8 @@ def test_implicit_memory_does_not_grow_with_k_while_bptt_does():
     implicit = [step_memory(["gradient.tolerance=1e-30", *small], k) for k in (4, 16)]
     bptt = [step_memory(["gradient={estimator: bptt}", *small], k) for k in (4, 16)]
     assert implicit[1]["gradient/inner_steps"] == 16, "every inner step ran"
-    assert implicit[1]["peak"] == implicit[0]["peak"] and implicit[1]["graph"] == implicit[0]["graph"]
+    # flat in K (within 10 %: a stray free of an earlier test's object can land inside a measurement)
+    assert implicit[1]["peak"] <= 1.1 * implicit[0]["peak"] and implicit[1]["graph"] <= 1.1 * implicit[0]["graph"]
     assert bptt[1]["graph"] > 2.5 * bptt[0]["graph"] and bptt[1]["peak"] > 2.5 * bptt[0]["peak"]
 
 
