@@ -155,10 +155,6 @@ class LearnedUpdate(LearnedStart):
             out.append(y)
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ŷθ(x) = the last iterate, ``(B, n)``."""
-        return self.iterates(x)[-1]
-
     def extra_repr(self) -> str:
         return (f"steps={self.steps}, inference_steps={self.inference_steps}, output={self.output}, "
                 f"iterate_input={self.iterate_input}, estimator={self.estimator.name}")

@@ -46,6 +46,10 @@ class LearnedStart(nn.Module):
         y = self.initial_constant.unsqueeze(0).expand(x.shape[0], -1)
         return y.clamp(*self.problem.bounds) if self.problem.bounds is not None else y
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ŷθ(x) = the last of the subclass's ``iterates(x)``, ``(B, n)``."""
+        return self.iterates(x)[-1]
+
 
 class UnrolledGradientDescent(LearnedStart):
     """ŷθ(x) = ŷᴷ of K learned descent steps from a learned initial iterate (eq. 2.1).
@@ -118,10 +122,6 @@ class UnrolledGradientDescent(LearnedStart):
             y = self.step_rule(self.problem, y, x, sizes[t], estimator.detach_gradient)
             out.append(y)
         return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ŷθ(x) = the last iterate, ``(B, n)``."""
-        return self.iterates(x)[-1]
 
     def extra_repr(self) -> str:
         return (f"steps={self.steps}, inference_steps={self.inference_steps}, per_coordinate={self.per_coordinate}, "
