@@ -19,6 +19,7 @@ from annotated_types import Ge, Gt
 from pydantic import AllowInfNan
 
 from amorctl.envs.base import BatchedEnv, StepResult
+from amorctl.optimizers import barzilai_borwein_steps
 from amorctl.problems.base import Problem, ProblemArgumentError
 
 ActionMode = Literal["update", "step_size"]
@@ -542,15 +543,12 @@ cannot compute such inner products from element-wise signed logs with any accura
 def _secant(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The ``secant`` block ``(N, 3)`` of update s and gradient change z: [sᵀz > 0, log sᵀs/sᵀz, log sᵀz/zᵀz].
 
-    Rows without positive curvature along s (sᵀz ≤ 0, e.g. a rejected or zero update) are all zeros.
+    The logs of :func:`~amorctl.optimizers.barzilai_borwein_steps`; rows without positive curvature along
+    s (sᵀz ≤ 0, e.g. a rejected or zero update) are all zeros.
     """
-    sz, ss, zz = (s * z).sum(-1), s.square().sum(-1), z.square().sum(-1)
-    valid = (sz > 0) & (ss > 0) & (zz > 0)
-    safe_sz = torch.where(valid, sz, torch.ones_like(sz))
-    long_step = torch.log(torch.where(valid, ss, torch.ones_like(ss)) / safe_sz)
-    short_step = torch.log(safe_sz / torch.where(valid, zz, torch.ones_like(zz)))
+    valid, long_step, short_step = barzilai_borwein_steps(s, z)
     flag = valid.to(s.dtype)
-    return torch.stack([flag, flag * long_step, flag * short_step], dim=-1)
+    return torch.stack([flag, flag * long_step.log(), flag * short_step.log()], dim=-1)
 
 
 def _check(condition: bool, argument: str, expected: str, value: object) -> None:
