@@ -427,19 +427,22 @@ cannot compute such inner products from element-wise signed logs with any accura
         """A copy of every copy's current iterate y_t, ``(N, solution_dim)``: after :meth:`reset`, the y₀ used."""
         return self._y.clone()
 
-    def barzilai_borwein_action(self, fallback_step: float) -> torch.Tensor:
-        """The ``step_size`` action of the Barzilai–Borwein step α = sᵀs / sᵀz of each copy's last update.
+    def barzilai_borwein_action(self, fallback_step: float, long_step: bool = True) -> torch.Tensor:
+        """The ``step_size`` action of a Barzilai–Borwein step of each copy's last update: BB1 = sᵀs / sᵀz
+        (``long_step``, the default) or BB2 = sᵀz / zᵀz.
 
         A classical solver rule as an expert to imitate (behavioural cloning, DAgger): where the last
         update shows no positive curvature (the first iteration, a rejected update) the step is
-        ``fallback_step``. Returns float32 actions (N, 1) in [-1, 1], the step clipped to ``step_size_range``.
+        ``fallback_step`` (the safeguarded first step of :class:`~amorctl.optimizers.BarzilaiBorwein`).
+        Returns float32 actions (N, 1) in [-1, 1], the step clipped to ``step_size_range``.
         """
         if self.action_mode != "step_size":
             raise ValueError(
                 f"{self.name}: a Barzilai–Borwein action needs action='step_size', not {self.action_mode!r}"
             )
         low, high = (math.log(v) for v in self.step_size_range)
-        log_step = torch.where(self._secant[:, 0] > 0, self._secant[:, 1], math.log(fallback_step))
+        secant = self._secant[:, 1] if long_step else self._secant[:, 2]
+        log_step = torch.where(self._secant[:, 0] > 0, secant, math.log(fallback_step))
         return (2 * (log_step - low) / (high - low) - 1).clamp(-1.0, 1.0).unsqueeze(-1).to(torch.float32)
 
     # ------------------------------------------------------------------ internals
