@@ -17,7 +17,8 @@ The uniform entry points::
     run_optimizer("momentum", problem, test_contexts, y0_fn(test_contexts), 100, **hyper)
 
 Every optimizer has one ``step_size`` (the learning rate; for L-BFGS the first trial step of
-its line search; for the Barzilai–Borwein methods ``bb1`` and ``bb2`` the safeguarded first step), a number or a ``(B,)`` tensor of one step size per problem.
+its line search; for the Barzilai–Borwein methods ``bb1`` and ``bb2`` the safeguarded first step),
+a number or a ``(B,)`` tensor of one step size per problem.
 :func:`tune_step_size` uses the per-problem form to try a whole grid of step sizes in a single
 batched run. Runs are not differentiated (``torch.no_grad``); learned optimizers that unroll
 and backpropagate live in ``amorctl.models``. For objective gaps below ~1e-6 run in float64.

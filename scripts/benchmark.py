@@ -7,8 +7,9 @@ settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-th
 (stable-baselines3's SAC, TD3 and PPO with their default hyper-parameters on the registered ``amorctl/*`` ids,
 against the random policy and the zero action), ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
 under small action noise), ``learned-optimizers`` (tuned classical optimizers, Barzilai–Borwein and L-BFGS
-included, on a learned-optimizer config's held-out problems, and trained runs against them), ``report-timing`` (the amortization report's speed-ups of trained direct runs
-under the current load and with two busy-loop processes more), ``lista`` (LISTA against ISTA and FISTA,
+included, on a learned-optimizer config's held-out problems, and trained runs against them),
+``report-timing`` (the amortization report's speed-ups of trained direct runs under the current load
+and with two busy-loop processes more), ``lista`` (LISTA against ISTA and FISTA,
 NMSE against layers / iterations on the sparse-coding setting), ``semi-amortized`` (fully- and
 semi-amortized models × gradient estimators on one family with one training budget) and ``estimators``
 (the gradient estimators' bias and variance against the exact gradient on quadratics, and a training step's

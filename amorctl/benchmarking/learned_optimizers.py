@@ -36,29 +36,62 @@ def learned_optimizers(
     log(f"tuning the classical optimizers on {num_tuning} problems of {config_path}")
     results = classical_comparison(config, num_heldout, num_tuning)
     header = ["optimizer", "hyper-parameters (tuned)", "mean final gap", "median final gap", "diverged"]
-    rows = [[name, ", ".join(f"{k}={v:.3g}" for k, v in r["hyperparameters"].items()), r["final_mean_gap"],
-             r["final_median_gap"], r["diverged"]] for name, r in results.items()]
+    rows = [
+        [
+            name,
+            ", ".join(f"{k}={v:.3g}" for k, v in r["hyperparameters"].items()),
+            r["final_mean_gap"],
+            r["final_median_gap"],
+            r["diverged"],
+        ]
+        for name, r in results.items()
+    ]
     T = config.env.iterate["max_iterations"]
-    lines = [f"Classical optimizers on {num_heldout} held-out problems of `{Path(config_path).name}` "
-             f"(seed {config.seed}, T = {T}, tuned on {num_tuning} other problems)", "", markdown_table(header, rows)]
+    lines = [
+        f"Classical optimizers on {num_heldout} held-out problems of `{Path(config_path).name}` "
+        f"(seed {config.seed}, T = {T}, tuned on {num_tuning} other problems)",
+        "",
+        markdown_table(header, rows),
+    ]
     if runs:
         from amorctl.eval.load import load_run
 
-        header = ["run", "policy mean final gap", "best of GD / momentum / Adam", "ratio", "better BB",
-                  "× BB", "L-BFGS"]
+        header = [
+            "run",
+            "policy mean final gap",
+            "best of GD / momentum / Adam",
+            "ratio",
+            "better BB",
+            "× BB",
+            "L-BFGS",
+        ]
         rows = []
         for path in runs:
             log(f"comparing {path}")
             loaded = load_run(path, overrides=["device=cpu"])
             try:
                 with tempfile.TemporaryDirectory() as events:
-                    summary = compare_with_baselines(Path(events), loaded.config, loaded.policy,
-                                                     loaded.run.root / "eval", num_heldout=num_heldout,
-                                                     num_tuning=num_tuning)
+                    summary = compare_with_baselines(
+                        Path(events),
+                        loaded.config,
+                        loaded.policy,
+                        loaded.run.root / "eval",
+                        num_heldout=num_heldout,
+                        num_tuning=num_tuning,
+                    )
             finally:
                 loaded.learner.close()
             gaps, best, bb = summary["final_mean_gap"], summary["best_baseline"], summary["best_barzilai_borwein"]
-            rows.append([f"{path} (seed {loaded.config.seed})", gaps[POLICY], f"{best} {gaps[best]:.3g}",
-                         summary["ratio"], f"{bb} {gaps[bb]:.3g}", summary["barzilai_borwein_ratio"], gaps["lbfgs"]])
+            rows.append(
+                [
+                    f"{path} (seed {loaded.config.seed})",
+                    gaps[POLICY],
+                    f"{best} {gaps[best]:.3g}",
+                    summary["ratio"],
+                    f"{bb} {gaps[bb]:.3g}",
+                    summary["barzilai_borwein_ratio"],
+                    gaps["lbfgs"],
+                ]
+            )
         lines += ["", "Trained runs (each on its own seed's held-out problems)", "", markdown_table(header, rows)]
     return "\n".join(lines)

@@ -14,8 +14,16 @@ LAYOUT = RowLayout(rows=5, row_features=3, shared_features=2)
 
 def coordinatewise_env(dim: int, num_envs: int = 4) -> IterateEnv:
     problem = make_problem(name="quadratic", dim=dim)
-    return IterateEnv(problem, num_envs, action="update", observation_layout="rows", history=1, secant_features=True,
-                      omit_blocks=("iterate",), max_iterations=5)
+    return IterateEnv(
+        problem,
+        num_envs,
+        action="update",
+        observation_layout="rows",
+        history=1,
+        secant_features=True,
+        omit_blocks=("iterate",),
+        max_iterations=5,
+    )
 
 
 def test_row_inputs_hold_each_row_the_pooled_mean_and_the_shared_features():
@@ -61,15 +69,19 @@ def test_the_critic_has_one_value_per_row_and_passes_a_gradient_check():
     obs, action = torch.randn(3, 17, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64) * 2 - 1
     assert critic(obs, action).shape == (2, 3, 5) and critic(obs, action, member=1).shape == (3, 5)
     assert critic(torch.randn(3, 3 * 8 + 2, dtype=torch.float64), torch.zeros(3, 8, dtype=torch.float64)).shape == (
-        2, 3, 8)
+        2,
+        3,
+        8,
+    )
     # row r's value depends on its own action only
     bumped = action.clone()
     bumped[:, 2] += 0.1
     changed = (critic(obs, bumped) != critic(obs, action)).any(dim=(0, 1))
     assert changed.tolist() == [False, False, True, False, False]
     assert torch.autograd.gradcheck(lambda o, a: critic(o, a), (obs.requires_grad_(), action.requires_grad_()))
-    actor = RowwiseActor(LAYOUT, build_actor(type("E", (), {"observation_dim": 8, "action_dim": 1})(), (8,)),
-                         odd=True).double()
+    actor = RowwiseActor(
+        LAYOUT, build_actor(type("E", (), {"observation_dim": 8, "action_dim": 1})(), (8,)), odd=True
+    ).double()
     assert torch.autograd.gradcheck(actor, (obs,))
 
 
@@ -82,8 +94,16 @@ def test_per_row_targets_share_the_transitions_reward_and_terminal_flag():
 @pytest.mark.parametrize("algorithm", [TD3, SAC])
 def test_an_agent_trained_on_one_dimension_acts_on_another(algorithm):
     env = coordinatewise_env(6)
-    agent = algorithm(env, policy="rowwise" if algorithm is SAC else "rowwise_odd", hidden_sizes=(16, 16),
-                      batch_size=8, buffer_size=200, learning_starts=16, gradient_steps=2, seed=0)
+    agent = algorithm(
+        env,
+        policy="rowwise" if algorithm is SAC else "rowwise_odd",
+        hidden_sizes=(16, 16),
+        batch_size=8,
+        buffer_size=200,
+        learning_starts=16,
+        gradient_steps=2,
+        seed=0,
+    )
     before = [p.detach().clone() for p in agent.actor.parameters()]
     agent.collect_and_train(64)
     metrics = agent.loss_metrics()

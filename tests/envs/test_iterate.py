@@ -61,7 +61,8 @@ def quadratic_env(problem=None, num_envs=3, **kwargs) -> IterateEnv:
 
 def test_the_rows_layout_holds_the_same_entries_coordinate_by_coordinate():
     options = dict(history=2, include_context=True, secant_features=True, action="update", max_iterations=4)
-    flat, rows = (IterateEnv(Quadratic(dim=4), 3, observation_layout=layout, **options) for layout in ("blocks", "rows"))
+    flat, rows = (IterateEnv(Quadratic(dim=4), 3, observation_layout=layout, **options)
+                  for layout in ("blocks", "rows"))
     assert flat.row_layout is None and rows.row_layout.rows == 4 and rows.observation_dim == flat.observation_dim
     assert rows.row_layout.row_features == 1 + 1 + 2 + 2 and rows.row_layout.shared_features == 3 + 3 + 8
     actions = torch.rand(3, 3, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -310,7 +310,8 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("iterate-layout", ITERATE, ["env.iterate.observation_layout=columns"], "'env.iterate.observation_layout'"),
     ("iterate-rows-step-size", ITERATE, ["env.iterate.observation_layout=rows"], "'env.iterate.observation_layout'"),
     ("iterate-rows-no-row-block", ITERATE, ["env.iterate.action=update", "env.iterate.observation_layout=rows",
-                                            "env.iterate.omit_blocks=[iterate, gradient]"], "'env.iterate.omit_blocks'"),
+                                            "env.iterate.omit_blocks=[iterate, gradient]"],
+     "'env.iterate.omit_blocks'"),
     # ------------------------------------------------------------------------------------ td3.*
     ("td3-not-section", GYM, ["td3=fast"], "'td3'"),
     ("td3-typo", GYM, ["td3.learning_rat=0.1"], "did you mean 'learning_rate'"),
