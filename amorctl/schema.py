@@ -97,6 +97,7 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "ddpg.policy": "mlp",
     "sac.policy": "mlp",
     "env.iterate.observation_layout": "blocks",
+    "env.iterate.secant_update": False,
     "expert.variant": "long",
     "warm_start.expert.variant": "long",
 }

@@ -29,7 +29,7 @@ Seeding = Literal["shared", "per_row"]
 Layout = Literal["blocks", "rows"]
 InitSpec = Literal["zeros", "random"] | Callable[[torch.Tensor], torch.Tensor]
 Block = Literal["iterate", "gradient", "objective", "stationarity", "budget", "update_history",
-                "gradient_history", "secant", "context"]
+                "gradient_history", "secant_update", "secant", "context"]
 _PositiveInt = Annotated[int, Gt(0)]
 _NonNegativeInt = Annotated[int, Ge(0)]
 _Positive = Annotated[float, Gt(0)]
@@ -37,10 +37,10 @@ _Positive = Annotated[float, Gt(0)]
 _NonNegative = Annotated[float, Ge(0)]
 
 OMITTABLE_BLOCKS = ("iterate", "gradient", "objective", "stationarity", "budget", "update_history",
-                    "gradient_history", "secant", "context")
-"""Observation block names, in observation order (``secant`` and ``context`` only when enabled)."""
+                    "gradient_history", "secant_update", "secant", "context")
+"""Observation block names, in observation order (``secant_update``, ``secant`` and ``context`` only when enabled)."""
 
-COORDINATE_BLOCKS = ("iterate", "gradient", "update_history", "gradient_history")
+COORDINATE_BLOCKS = ("iterate", "gradient", "update_history", "gradient_history", "secant_update")
 """The blocks with entries per coordinate of y; with ``observation_layout="rows"`` they form each coordinate's row."""
 
 OBSERVATION_BOUND = 1e6
@@ -84,8 +84,8 @@ class IterateEnv(BatchedEnv):
     (``bounds``) the projected gradient ‖y − Π(y − ∇f(y))‖₂. "Gradient" below means ∇g for composite
     families and ∇f otherwise.
 
-    **Observation** (float32, ``observation_dim = 3 + (2 + 2H)·n + (3 if secant_features)
-    + (m if include_context)`` less the blocks named in ``omit_blocks``, n =
+    **Observation** (float32, ``observation_dim = 3 + (2 + 2H)·n + (n if secant_update)
+    + (3 if secant_features) + (m if include_context)`` less the blocks named in ``omit_blocks``, n =
     ``solution_dim``, m = ``context_dim``, H = ``history``), in this order
     (:attr:`observation_slices` names each block):
 
@@ -102,6 +102,11 @@ class IterateEnv(BatchedEnv):
     ``gradient_history``    H·n     slog(∇f(y_{t−1})/r₀), …, slog(∇f(y_{t−H})/r₀): the gradient each
                                     update Δ_s was taken from, so (Δ_{t−1}, ∇f(y_t) − ∇f(y_{t−1})) is
                                     a secant pair
+    ``secant_update``       n       (``secant_update=True`` only) α₂∇f(y_t)/r₀ with α₂ = sᵀz / zᵀz the short
+                                    Barzilai–Borwein step of the last update (0 where sᵀz ≤ 0): per
+                                    coordinate, minus the update BB2 would make, in units of r₀, not
+                                    signed-logged (a coordinatewise policy reproduces BB2 by one odd
+                                    linear map, ``a = −secant_update / action_scale``)
     ``secant``              3       (``secant_features=True`` only) curvature along the last update:
                                     with s = y_t − y_{t−1} and z = ∇f(y_t) − ∇f(y_{t−1}), the flag
                                     [sᵀz > 0] and, where it is 1, log(sᵀs / sᵀz) and log(sᵀz / zᵀz),
@@ -199,6 +204,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         init_scale: _NonNegative = 1.0,
         include_context: bool = False,
         secant_features: bool = False,
+        secant_update: bool = False,
         omit_blocks: tuple[Block, ...] = (),
         observation_layout: Layout = "blocks",
         solve: bool | None = None,
@@ -265,7 +271,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         self.step_size_range = (float(step_size_range[0]), float(step_size_range[1]))
         self.reward_mode, self.convergence, self.tolerance = reward, convergence, float(tolerance)
         self.init, self.init_scale, self.include_context = init, float(init_scale), include_context
-        self.secant_features = bool(secant_features)
+        self.secant_features, self.secant_update = bool(secant_features), bool(secant_update)
         self.omit_blocks = omit_blocks
         self.uses_solver = bool(solve)
         self.gap_floor, self.divergence_threshold = float(gap_floor), float(divergence_threshold)
@@ -287,6 +293,8 @@ cannot compute such inner products from element-wise signed logs with any accura
         self.observation_layout = observation_layout
         widths = [("iterate", 1), ("gradient", 1), ("objective", 1), ("stationarity", 1), ("budget", 1),
                   ("update_history", h), ("gradient_history", h)]
+        if secant_update:
+            widths.append(("secant_update", 1))
         if secant_features:
             widths.append(("secant", 3))
         if include_context:
@@ -378,7 +386,7 @@ cannot compute such inner products from element-wise signed logs with any accura
             new_hg = torch.cat([self._g.unsqueeze(1), self._hist_g[:, :-1]], dim=1)
             self._hist_dy = torch.where(keep.unsqueeze(-1), self._hist_dy, new_dy)
             self._hist_g = torch.where(keep.unsqueeze(-1), self._hist_g, new_hg)
-        if self.secant_features:
+        if self.secant_features or self.secant_update:
             self._secant = torch.where(keep, self._secant, _secant(proposal - y, g_new - self._g))
         self._y = torch.where(keep, y, proposal)
         self._g = torch.where(keep, self._g, g_new)
@@ -564,6 +572,7 @@ cannot compute such inner products from element-wise signed logs with any accura
             "budget": lambda: budget.unsqueeze(-1),
             "update_history": lambda: signed_log(self._hist_dy).mT,
             "gradient_history": lambda: signed_log(self._hist_g / unit.unsqueeze(1)).mT,
+            "secant_update": lambda: (self._secant[:, :1] * self._secant[:, 2:].exp() * self._g / unit).unsqueeze(-1),
             "secant": lambda: self._secant,
             "context": lambda: self._x,
         }
