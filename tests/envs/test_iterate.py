@@ -596,3 +596,18 @@ def test_barzilai_borwein_actions_decode_to_the_long_and_short_steps():
     torch.testing.assert_close(decode(env.barzilai_borwein_action(0.05)), long_step.double(), rtol=1e-4, atol=0)
     torch.testing.assert_close(decode(env.barzilai_borwein_action(0.05, long_step=False)), short_step.double(),
                                rtol=1e-4, atol=0)
+
+
+def test_the_secant_update_block_is_the_short_barzilai_borwein_update_per_coordinate():
+    env = IterateEnv(Quadratic(dim=5), 3, action="update", secant_update=True, observation_layout="rows",
+                     omit_blocks=("iterate", "gradient"), history=0)
+    assert env.row_layout.row_features == 1 and env.observation_slices == {
+        "objective": slice(5, 6), "stationarity": slice(6, 7), "budget": slice(7, 8)}
+    obs = env.reset(seed=0)
+    assert (obs[:, :5] == 0).all()  # no secant pair yet
+    y, g = env.iterates, env._g.clone()
+    unit = (torch.linalg.vector_norm(g, dim=-1, keepdim=True) / math.sqrt(5))
+    obs = env.step(torch.full((3, 5), 0.3))[0]
+    s, z = env.iterates - y, env._g - g
+    short_step = ((s * z).sum(-1) / (z * z).sum(-1)).unsqueeze(-1)
+    torch.testing.assert_close(obs[:, :5], (short_step * env._g / unit).float())

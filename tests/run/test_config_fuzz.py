@@ -307,6 +307,7 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("iterate-secant-number", ITERATE, ["env.iterate.secant_features=0"], "'env.iterate.secant_features'"),
     ("iterate-device-key", ITERATE, ["env.iterate.device=cuda"], "'env.iterate.device'"),
     ("iterate-num-envs-key", ITERATE, ["env.iterate.num_envs=3"], "'env.iterate.num_envs'"),
+    ("iterate-secant-update-number", ITERATE, ["env.iterate.secant_update=0"], "'env.iterate.secant_update'"),
     ("iterate-layout", ITERATE, ["env.iterate.observation_layout=columns"], "'env.iterate.observation_layout'"),
     ("iterate-rows-step-size", ITERATE, ["env.iterate.observation_layout=rows"], "'env.iterate.observation_layout'"),
     ("iterate-rows-no-row-block", ITERATE, ["env.iterate.action=update", "env.iterate.observation_layout=rows",
