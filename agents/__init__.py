@@ -11,7 +11,15 @@ from amorctl.agents.bc import BCConfig, BehaviouralCloning
 from amorctl.agents.ddpg import DDPG, DDPGConfig
 from amorctl.agents.direct import DirectAmortization, DirectConfig
 from amorctl.agents.experts import EXPERTS, register_expert
-from amorctl.agents.networks import EnsembleCritic, EnsembleLinear, make_actor
+from amorctl.agents.networks import (
+    EnsembleCritic,
+    EnsembleLinear,
+    RowwiseActor,
+    RowwiseCritic,
+    build_actor,
+    build_critic,
+    make_actor,
+)
 from amorctl.agents.off_policy import OffPolicyLearner
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm, polyak_update
 from amorctl.agents.replay_buffer import ReplayBuffer, Transitions
@@ -37,11 +45,15 @@ __all__ = [
     "OffPolicyAlgorithm",
     "OffPolicyLearner",
     "ReplayBuffer",
+    "RowwiseActor",
+    "RowwiseCritic",
     "SACConfig",
     "SB3Config",
     "SB3Learner",
     "TD3Config",
     "Transitions",
+    "build_actor",
+    "build_critic",
     "clipped_double_q_target",
     "make_actor",
     "optimizer_state_of",
