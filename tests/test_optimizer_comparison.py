@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,12 +48,17 @@ def test_writes_json_png_and_tensorboard_with_documented_keys(untrained):
     summary = comparison.compare_with_baselines(run_dir, config, agent.predict, out, num_heldout=16, num_tuning=16)
 
     for key in ("final_mean_gap", "final_median_gap", "best_baseline", "ratio", "median_ratio", "iterations",
-                "num_heldout", "heldout_seed", "tuning_seed", "json", "png"):
+                "num_heldout", "heldout_seed", "tuning_seed", "json", "png", "best_barzilai_borwein",
+                "barzilai_borwein_ratio"):
         assert key in summary
-    assert set(summary["final_mean_gap"]) == {"policy", "gd", "momentum", "adam", "lbfgs"}
+    assert set(summary["final_mean_gap"]) == {"policy", "gd", "momentum", "adam", "bb1", "bb2", "lbfgs"}
     assert summary["best_baseline"] in ("gd", "momentum", "adam")
     best = summary["final_mean_gap"][summary["best_baseline"]]
     assert summary["ratio"] == pytest.approx(summary["final_mean_gap"]["policy"] / best)
+    bb = summary["best_barzilai_borwein"]
+    assert summary["final_mean_gap"][bb] == min(summary["final_mean_gap"][name] for name in ("bb1", "bb2"))
+    assert summary["barzilai_borwein_ratio"] == pytest.approx(summary["final_mean_gap"]["policy"] /
+                                                              summary["final_mean_gap"][bb])
 
     report = json.loads((out / "optimizer_comparison.json").read_text())
     assert report["iterations"] == 5 and report["num_heldout"] == 16
@@ -132,3 +138,14 @@ def test_iterate_throughput_table_has_both_rows():
     assert all("| quadratic | 4 |" in line for line in lines[2:])
     with pytest.raises(ValueError, match="unknown family"):
         iterate_throughput(num_envs=4, family="nope", steps=1, repeats=1)
+
+
+def test_learned_optimizers_benchmark_lists_every_tuned_classical_optimizer():
+    from amorctl.benchmarking.learned_optimizers import learned_optimizers
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "td3_opt_quadratic.yaml"
+    table = learned_optimizers(config, ["env.problem.dim=3", "env.iterate.max_iterations=5"], num_heldout=8,
+                               num_tuning=8)
+    rows = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[4:]}
+    assert rows == {"gd", "momentum", "adam", "bb1", "bb2", "lbfgs"}
+    assert "T = 5" in table and "step_size=" in table
