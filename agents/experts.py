@@ -3,8 +3,8 @@
 An expert is ``expert(env, obs) -> actions in [-1, 1]`` for the N copies of ``env`` in states ``obs``.
 Registered kinds (``expert.kind`` in a config): ``run``, the deterministic policy of a trained run of
 any agent (distillation, e.g. into a smaller network); ``barzilai_borwein``, the Barzilai–Borwein step
-size of gradient descent on an :class:`~amorctl.envs.IterateEnv` in ``step_size`` mode (a classical
-solver rule); ``mpc``, the model-predictive controller of the pendulum control task
+size of gradient descent on an :class:`~amorctl.envs.IterateEnv` (a classical solver rule; in
+``update`` mode the gradient step it makes); ``mpc``, the model-predictive controller of the pendulum control task
 (:class:`~amorctl.envs.PendulumControlEnv`). A plugin adds one with :func:`register_expert`.
 """
 
@@ -58,8 +58,8 @@ def make_run_expert(section: RunExpertConfig, device: torch.device) -> Expert:
 
 
 class BarzilaiBorweinConfig(Section):
-    """``expert.kind: barzilai_borwein``: the Barzilai–Borwein step on an iterate environment in ``step_size``
-    mode — α = sᵀs / sᵀz (``variant: long``, BB1) or α = sᵀz / zᵀz (``short``, BB2) — and ``fallback_step``
+    """``expert.kind: barzilai_borwein``: the Barzilai–Borwein gradient step on an iterate environment (its step
+    size in ``step_size`` mode, the update itself in ``update`` mode) — α = sᵀs / sᵀz (``variant: long``, BB1) or α = sᵀz / zᵀz (``short``, BB2) — and ``fallback_step``
     where the last update shows no positive curvature (the first step)."""
 
     kind: Literal["barzilai_borwein"] = "barzilai_borwein"

@@ -436,21 +436,24 @@ cannot compute such inner products from element-wise signed logs with any accura
         return self._y.clone()
 
     def barzilai_borwein_action(self, fallback_step: float, long_step: bool = True) -> torch.Tensor:
-        """The ``step_size`` action of a Barzilai–Borwein step of each copy's last update: BB1 = sᵀs / sᵀz
+        """The action of a Barzilai–Borwein gradient step of each copy's last update: BB1 = sᵀs / sᵀz
         (``long_step``, the default) or BB2 = sᵀz / zᵀz.
 
-        A classical solver rule as an expert to imitate (behavioural cloning, DAgger): where the last
-        update shows no positive curvature (the first iteration, a rejected update) the step is
-        ``fallback_step`` (the safeguarded first step of :class:`~amorctl.optimizers.BarzilaiBorwein`).
-        Returns float32 actions (N, 1) in [-1, 1], the step clipped to ``step_size_range``.
+        A classical solver rule as an expert to imitate (behavioural cloning, DAgger, warm starts): where the
+        last update shows no positive curvature (the first iteration, a rejected update) the step is
+        ``fallback_step`` (the safeguarded first step of :class:`~amorctl.optimizers.BarzilaiBorwein`). In
+        ``step_size`` mode the action picks that step, clipped to ``step_size_range``; in ``update`` mode it
+        is the update −α∇f(y_t) in action units, clipped to the box (a step longer than ``action_scale``·u
+        per coordinate is cut there). Needs ``secant_features`` or ``secant_update`` (else every step is the
+        fallback). Returns float32 actions (N, action_dim) in [-1, 1].
         """
-        if self.action_mode != "step_size":
-            raise ValueError(
-                f"{self.name}: a Barzilai–Borwein action needs action='step_size', not {self.action_mode!r}"
-            )
-        low, high = (math.log(v) for v in self.step_size_range)
         secant = self._secant[:, 1] if long_step else self._secant[:, 2]
         log_step = torch.where(self._secant[:, 0] > 0, secant, math.log(fallback_step))
+        if self.action_mode == "update":
+            unit = self._grad_unit.unsqueeze(-1) if self.update_scaling == "gradient" else 1.0
+            update = -log_step.exp().unsqueeze(-1) * self._g / (self.action_scale * unit)
+            return update.clamp(-1.0, 1.0).to(torch.float32)
+        low, high = (math.log(v) for v in self.step_size_range)
         return (2 * (log_step - low) / (high - low) - 1).clamp(-1.0, 1.0).unsqueeze(-1).to(torch.float32)
 
     # ------------------------------------------------------------------ internals
