@@ -611,3 +611,17 @@ def test_the_secant_update_block_is_the_short_barzilai_borwein_update_per_coordi
     s, z = env.iterates - y, env._g - g
     short_step = ((s * z).sum(-1) / (z * z).sum(-1)).unsqueeze(-1)
     torch.testing.assert_close(obs[:, :5], (short_step * env._g / unit).float())
+
+
+def test_the_barzilai_borwein_action_in_update_mode_is_the_gradient_step():
+    env = IterateEnv(Quadratic(dim=4), 3, action="update", action_scale=2.0, update_scaling="gradient",
+                     secant_update=True, dtype=torch.float64)
+    env.reset(seed=1)
+    y0, g0, unit = env.iterates, env._g.clone(), env._grad_unit.unsqueeze(-1)
+    first = env.barzilai_borwein_action(0.01, long_step=False)
+    torch.testing.assert_close(first.double(), (-0.01 * g0 / (2.0 * unit)).clamp(-1, 1))
+    env.step(first)
+    s, z = env.iterates - y0, env._g - g0
+    short_step = ((s * z).sum(-1) / (z * z).sum(-1)).unsqueeze(-1)
+    torch.testing.assert_close(env.barzilai_borwein_action(0.01, long_step=False).double(),
+                               (-short_step * env._g / (2.0 * unit)).clamp(-1, 1), rtol=1e-5, atol=1e-6)
