@@ -59,8 +59,9 @@ def make_run_expert(section: RunExpertConfig, device: torch.device) -> Expert:
 
 class BarzilaiBorweinConfig(Section):
     """``expert.kind: barzilai_borwein``: the Barzilai–Borwein gradient step on an iterate environment (its step
-    size in ``step_size`` mode, the update itself in ``update`` mode) — α = sᵀs / sᵀz (``variant: long``, BB1) or α = sᵀz / zᵀz (``short``, BB2) — and ``fallback_step``
-    where the last update shows no positive curvature (the first step)."""
+    size in ``step_size`` mode, the update itself in ``update`` mode) — α = sᵀs / sᵀz (``variant: long``, BB1)
+    or α = sᵀz / zᵀz (``short``, BB2) — and ``fallback_step`` where the last update shows no positive
+    curvature (the first step)."""
 
     kind: Literal["barzilai_borwein"] = "barzilai_borwein"
     fallback_step: PositiveFloat = 0.01

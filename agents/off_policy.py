@@ -142,7 +142,8 @@ class OffPolicyConfig(RunConfig):
         with make_env(self.env, 1, torch.device("cpu")) as env:
             observation_dim, action_dim = env.observation_dim, env.action_dim
             try:
-                networks = parameter_bytes(lambda: build_actor(env, widths, policy))
+                gaussian = self.ALGORITHM.stochastic_actor
+                networks = parameter_bytes(lambda: build_actor(env, widths, policy, gaussian))
                 networks += parameter_bytes(lambda: build_critic(env, widths, 2, policy))
             except ValueError as error:
                 raise ConfigError(f"config key '{self.SECTION}.policy': {error}") from None

@@ -18,7 +18,7 @@ import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -38,6 +38,9 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 class OffPolicyAlgorithm(ABC):
     """Collection, replay and checkpoints of an off-policy actor-critic on N environment copies.
 
+    ``stochastic_actor`` (a class attribute) says whether the actor is a distribution (SAC's squashed
+    Gaussian) rather than a deterministic map (TD3, DDPG); configs check per-row policy kinds with it.
+
     Args:
         env: the training environment; actions in [-1, 1].
         learning_rate: Adam step size of every network (re-applied after :meth:`load_state_dict`, so a
@@ -51,6 +54,8 @@ class OffPolicyAlgorithm(ABC):
         seed: seeds network initialisation, exploration, sampling and the environment resets.
         device: where networks and the replay buffer live; defaults to ``env.device``.
     """
+
+    stochastic_actor: ClassVar[bool] = False
 
     def __init__(
         self,

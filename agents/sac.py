@@ -61,6 +61,8 @@ class SAC(OffPolicyAlgorithm):
         device: where networks and the replay buffer live; defaults to ``env.device``.
     """
 
+    stochastic_actor: ClassVar[bool] = True
+
     def __init__(
         self,
         env: BatchedEnv,

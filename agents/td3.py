@@ -79,9 +79,9 @@ class TD3(OffPolicyAlgorithm):
         learning_starts: transitions collected with uniform random actions before learning begins.
         gradient_steps: critic updates per vectorized environment step (each step adds N transitions).
         hidden_sizes: hidden widths of actor and critics.
-        policy: ``"mlp"`` (networks on the flat observation) or ``"rowwise"`` (one actor applied to every row and
-            a critic per row, for an environment with a :class:`~amorctl.envs.RowLayout`; see
-            :mod:`amorctl.agents.networks`).
+        policy: ``"mlp"`` (networks on the flat observation), ``"rowwise"`` (one actor applied to every row and
+            a critic per row, for an environment with a :class:`~amorctl.envs.RowLayout`) or ``"rowwise_odd"``
+            (the same with actions odd in the rows' features); see :mod:`amorctl.agents.networks`.
         compile: apply ``torch.compile`` to the networks. Off by default: on the 2-core development CPU
             (one thread, 256-256, batch 256) it made an update slower, 7.1 ms against 6.4 ms eager; the
             update is bound by its matrix products there, which compilation does not speed up.

@@ -126,3 +126,16 @@ def test_a_per_row_policy_needs_a_row_layout_and_odd_needs_a_deterministic_actor
         build_critic(flat, (8,), 2, "rowwise")
     with pytest.raises(ValueError, match="deterministic actor"):
         build_actor(coordinatewise_env(4), (8,), "rowwise_odd", gaussian=True)
+
+
+def test_config_refuses_an_odd_per_row_sac_policy_in_one_sentence():
+    from amorctl.run.config import validate_config
+    from amorctl.run.errors import ConfigError
+
+    env = {"kind": "iterate", "problem": {"name": "quadratic", "dim": 3},
+           "iterate": {"action": "update", "observation_layout": "rows", "max_iterations": 5}}
+    config = validate_config({"agent": "sac", "device": "cpu", "env": env, "sac": {"policy": "rowwise",
+                                                                                    "hidden_sizes": [8]}})
+    assert config.sac["policy"] == "rowwise"
+    with pytest.raises(ConfigError, match=r"'sac.policy'.*deterministic actor"):
+        validate_config({"agent": "sac", "device": "cpu", "env": env, "sac": {"policy": "rowwise_odd"}})
