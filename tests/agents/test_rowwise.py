@@ -132,10 +132,14 @@ def test_config_refuses_an_odd_per_row_sac_policy_in_one_sentence():
     from amorctl.run.config import validate_config
     from amorctl.run.errors import ConfigError
 
-    env = {"kind": "iterate", "problem": {"name": "quadratic", "dim": 3},
-           "iterate": {"action": "update", "observation_layout": "rows", "max_iterations": 5}}
-    config = validate_config({"agent": "sac", "device": "cpu", "env": env, "sac": {"policy": "rowwise",
-                                                                                    "hidden_sizes": [8]}})
+    env = {
+        "kind": "iterate",
+        "problem": {"name": "quadratic", "dim": 3},
+        "iterate": {"action": "update", "observation_layout": "rows", "max_iterations": 5},
+    }
+    config = validate_config(
+        {"agent": "sac", "device": "cpu", "env": env, "sac": {"policy": "rowwise", "hidden_sizes": [8]}}
+    )
     assert config.sac["policy"] == "rowwise"
     with pytest.raises(ConfigError, match=r"'sac.policy'.*deterministic actor"):
         validate_config({"agent": "sac", "device": "cpu", "env": env, "sac": {"policy": "rowwise_odd"}})
@@ -149,11 +153,27 @@ def test_the_shipped_coordinatewise_config_trains_and_its_policy_evaluates_at_an
 
     config = Path(__file__).resolve().parents[2] / "configs" / "td3_opt_quadratic_rowwise.yaml"
     runs = tmp_path / "runs"
-    argv = ["--no-progress", "--config", str(config), "device=cpu", f"runs_dir={runs}", "env.num_envs=4",
-            "env.iterate.max_iterations=5", "td3.hidden_sizes=[16]", "td3.learning_starts=40", "td3.buffer_size=400",
-            "warm_start.steps=40", "warm_start.imitation_steps=20", "warm_start.critic_steps=5",
-            "train.total_steps=80", "train.log_every=40", "train.eval_every=80", "train.eval_episodes=4",
-            "train.eval_envs=4", "train.checkpoint_every=80"]
+    argv = [
+        "--no-progress",
+        "--config",
+        str(config),
+        "device=cpu",
+        f"runs_dir={runs}",
+        "env.num_envs=4",
+        "env.iterate.max_iterations=5",
+        "td3.hidden_sizes=[16]",
+        "td3.learning_starts=40",
+        "td3.buffer_size=400",
+        "warm_start.steps=40",
+        "warm_start.imitation_steps=20",
+        "warm_start.critic_steps=5",
+        "train.total_steps=80",
+        "train.log_every=40",
+        "train.eval_every=80",
+        "train.eval_episodes=4",
+        "train.eval_envs=4",
+        "train.checkpoint_every=80",
+    ]
     assert train_main(argv) == 0
     (run,) = (runs / "td3_opt_quadratic_rowwise").iterdir()
     loaded = load_run(run, overrides=["device=cpu", "env.problem.dim=7"])
