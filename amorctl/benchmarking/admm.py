@@ -26,12 +26,29 @@ import torch
 from amorctl.benchmarking.common import command_line, log, machine_info, markdown_table, one_thread
 from amorctl.run.errors import AmorctlError
 
-DEFAULT_FAMILIES = ("random_qp:n=10", "random_qp:n=50", "eq_qp:n=50", "portfolio", "lasso:data=30",
-                    "huber:data=15", "svm", "control:states=3")
+DEFAULT_FAMILIES = (
+    "random_qp:n=10",
+    "random_qp:n=50",
+    "eq_qp:n=50",
+    "portfolio",
+    "lasso:data=30",
+    "huber:data=15",
+    "svm",
+    "control:states=3",
+)
 """Family specs of the default run: every class at a size with n ≤ 50 variables."""
 
-OSQP_SETTINGS: dict[str, Any] = {"scaling": 0, "polishing": 0, "check_dualgap": 0, "adaptive_rho_interval": 50,
-                                 "check_termination": 25, "max_iter": 4000, "rho": 0.1, "sigma": 1e-6, "alpha": 1.6}
+OSQP_SETTINGS: dict[str, Any] = {
+    "scaling": 0,
+    "polishing": 0,
+    "check_dualgap": 0,
+    "adaptive_rho_interval": 50,
+    "check_termination": 25,
+    "max_iter": 4000,
+    "rho": 0.1,
+    "sigma": 1e-6,
+    "alpha": 1.6,
+}
 """osqp settings that make its iteration the batched solver's (besides the tolerances)."""
 
 
@@ -53,8 +70,13 @@ def parse_family(spec: str) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
-def admm_throughput(families: Sequence[str] = DEFAULT_FAMILIES, sizes: Sequence[int] = (1, 64, 1024),
-                    eps: float = 1e-3, single_problems: int = 64, dtype: str = "float64") -> str:
+def admm_throughput(
+    families: Sequence[str] = DEFAULT_FAMILIES,
+    sizes: Sequence[int] = (1, 64, 1024),
+    eps: float = 1e-3,
+    single_problems: int = 64,
+    dtype: str = "float64",
+) -> str:
     """A Markdown report: per family, QPs/s of osqp's loop and of the batched ADMM at each N in ``sizes``.
 
     osqp solves max(sizes) problems; at N = 1 the batched solver solves the first ``single_problems`` one by one.
@@ -85,35 +107,61 @@ def admm_throughput(families: Sequence[str] = DEFAULT_FAMILIES, sizes: Sequence[
         data = [problem_data(batch, i) for i in range(count)]
         start = time.perf_counter()
         iterations, solved = [], 0
-        for P, q, A, l, u in data:
+        for problem in data:
             solver = osqp.OSQP()
-            solver.setup(P, q, A, l, u, verbose=False, eps_abs=eps, eps_rel=eps, **OSQP_SETTINGS)
+            solver.setup(*problem, verbose=False, eps_abs=eps, eps_rel=eps, **OSQP_SETTINGS)
             result = solver.solve(raise_error=False)
             iterations.append(result.info.iter)
             solved += result.info.status == "solved"
         osqp_rate = count / (time.perf_counter() - start)
         osqp_iterations = torch.tensor(iterations, dtype=torch.float64)
-        rows.append([spec, family.num_variables, family.num_constraints, "osqp (loop)", count, osqp_rate, 1.0,
-                     float(osqp_iterations.median()), f"{solved}/{count}"])
+        rows.append(
+            [
+                spec,
+                family.num_variables,
+                family.num_constraints,
+                "osqp (loop)",
+                count,
+                osqp_rate,
+                1.0,
+                float(osqp_iterations.median()),
+                f"{solved}/{count}",
+            ]
+        )
         for size in sizes:
             log(f"{spec}: batched ADMM at N={size}")
             work = batch.to(dtype=getattr(torch, dtype))
-            chunks = ([work[i] for i in range(min(single_problems, count))] if size == 1
-                      else [work[:size]])
+            chunks = [work[i] for i in range(min(single_problems, count))] if size == 1 else [work[:size]]
             start = time.perf_counter()
             solvers = [BatchedADMM(chunk, settings).solve(OSQPAdaptiveRho()) for chunk in chunks]
             seconds = time.perf_counter() - start
             problems = sum(chunk.num_problems for chunk in chunks)
             its = torch.cat([s.iterations for s in solvers]).double()
             done = sum(int((s.status == Status.SOLVED).sum()) for s in solvers)
-            rows.append([spec, family.num_variables, family.num_constraints, f"batched ADMM, N={size}", problems,
-                         problems / seconds, problems / seconds / osqp_rate, float(its.median()),
-                         f"{done}/{problems}"])
+            rows.append(
+                [
+                    spec,
+                    family.num_variables,
+                    family.num_constraints,
+                    f"batched ADMM, N={size}",
+                    problems,
+                    problems / seconds,
+                    problems / seconds / osqp_rate,
+                    float(its.median()),
+                    f"{done}/{problems}",
+                ]
+            )
         same = osqp_solve(batch[:64], eps_abs=eps, eps_rel=eps, **OSQP_SETTINGS).iterations
         mine = BatchedADMM(work[:64], settings).solve(OSQPAdaptiveRho()).iterations
-        notes.append(f"- {spec}: identical iteration counts on {int((same == mine).sum())} of the first 64 "
-                     f"problems (median {float(same.double().median()):g} osqp, {float(mine.double().median()):g} "
-                     "batched)")
+        notes.append(
+            f"- {spec}: identical iteration counts on {int((same == mine).sum())} of the first 64 "
+            f"problems (median {float(same.double().median()):g} osqp, {float(mine.double().median()):g} "
+            "batched)"
+        )
     header = ["family", "n", "m", "solver", "problems", "QPs/s", "× osqp", "median iterations", "solved"]
-    return (f"### Batched ADMM throughput against osqp (ε_abs = ε_rel = {eps:g}, batched in {dtype}, CPU)\n\n"
-            f"{markdown_table(header, rows)}\n\n" + "\n".join(notes) + f"\n\nCommand: `{command_line()}`\n\nMachine: {machine_info()}\n")
+    return (
+        f"### Batched ADMM throughput against osqp (ε_abs = ε_rel = {eps:g}, batched in {dtype}, CPU)\n\n"
+        f"{markdown_table(header, rows)}\n\n"
+        + "\n".join(notes)
+        + f"\n\nCommand: `{command_line()}`\n\nMachine: {machine_info()}\n"
+    )

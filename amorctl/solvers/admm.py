@@ -8,9 +8,9 @@ For min ½xᵀPx + qᵀx s.t. l ≤ Ax ≤ u with a per-constraint step-size vec
     zᵏ⁺¹ = Π_[l,u](α z̃ + (1 − α) zᵏ + yᵏ/ρ)
     yᵏ⁺¹ = yᵏ + ρ∘(α z̃ + (1 − α) zᵏ − zᵏ⁺¹)
 
-with the matrix factored by a batched Cholesky (and inverted) only when ρ changes (:meth:`BatchedADMM.set_rho`). OSQP solves
-the equivalent quasi-definite (n + m) system with a sparse LDLᵀ; for dense batches of small problems the n × n
-reduced form is the cheaper one, and mathematically the iterates are the same.
+with the matrix factored by a batched Cholesky (and inverted) only when ρ changes (:meth:`BatchedADMM.set_rho`).
+OSQP solves the equivalent quasi-definite (n + m) system with a sparse LDLᵀ; for dense batches of small problems
+the n × n reduced form is the cheaper one, and mathematically the iterates are the same.
 
 Termination (eq. 24 with the ∞-norm, checked every ``check_termination`` iterations): a problem is solved when
 ‖Ax − z‖∞ ≤ ε_abs + ε_rel·max(‖Ax‖∞, ‖z‖∞) and ‖Px + q + Aᵀy‖∞ ≤ ε_abs + ε_rel·max(‖Px‖∞, ‖Aᵀy‖∞, ‖q‖∞);
@@ -92,15 +92,22 @@ class ADMMSettings:
 
     def __post_init__(self) -> None:
         checks = {
-            "rho": self.rho > 0, "sigma": self.sigma > 0, "alpha": 0 < self.alpha < 2,
-            "eps_abs": self.eps_abs >= 0, "eps_rel": self.eps_rel >= 0, "eps_prim_inf": self.eps_prim_inf > 0,
-            "eps_dual_inf": self.eps_dual_inf > 0, "max_iter": self.max_iter >= 1,
+            "rho": self.rho > 0,
+            "sigma": self.sigma > 0,
+            "alpha": 0 < self.alpha < 2,
+            "eps_abs": self.eps_abs >= 0,
+            "eps_rel": self.eps_rel >= 0,
+            "eps_prim_inf": self.eps_prim_inf > 0,
+            "eps_dual_inf": self.eps_dual_inf > 0,
+            "max_iter": self.max_iter >= 1,
             "check_termination": self.check_termination >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"ADMMSettings: {', '.join(bad)} out of range (rho, sigma > 0; 0 < alpha < 2; "
-                             "eps_* >= 0, eps_*_inf > 0; max_iter, check_termination >= 1)")
+            raise ValueError(
+                f"ADMMSettings: {', '.join(bad)} out of range (rho, sigma > 0; 0 < alpha < 2; "
+                "eps_* >= 0, eps_*_inf > 0; max_iter, check_termination >= 1)"
+            )
 
 
 @dataclass(frozen=True)
@@ -121,22 +128,23 @@ class Residuals:
 
     def converged(self, eps_abs: float, eps_rel: float) -> torch.Tensor:
         """Whether both residuals meet ε_abs + ε_rel·scale, ``(N,)`` bool."""
-        return ((self.primal <= eps_abs + eps_rel * self.primal_scale)
-                & (self.dual <= eps_abs + eps_rel * self.dual_scale))
+        return (self.primal <= eps_abs + eps_rel * self.primal_scale) & (
+            self.dual <= eps_abs + eps_rel * self.dual_scale
+        )
 
 
 def constraint_types(qp: QPBatch) -> torch.Tensor:
     """Each row's :class:`ConstraintType`, ``(N, m)`` int8."""
-    loose = (qp.l < -INFINITY) & (qp.u > INFINITY)
-    equality = (qp.u - qp.l) < RHO_TOL
-    types = torch.full_like(qp.l, ConstraintType.INEQUALITY, dtype=torch.int8)
+    loose = (qp.lower < -INFINITY) & (qp.upper > INFINITY)
+    equality = (qp.upper - qp.lower) < RHO_TOL
+    types = torch.full_like(qp.lower, ConstraintType.INEQUALITY, dtype=torch.int8)
     types = torch.where(equality, torch.tensor(ConstraintType.EQUALITY, dtype=torch.int8), types)
     return torch.where(loose, torch.tensor(ConstraintType.LOOSE, dtype=torch.int8), types)
 
 
 def rho_vector(rho: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
     """OSQP's per-row ρ from a scalar ρ per problem: ``rho`` ``(N,)``, ``types`` ``(N, m)`` → ``(N, m)``."""
-    rho = rho.clamp(RHO_MIN, RHO_MAX).unsqueeze(-1).expand_as(types).to(torch.float64)
+    rho = rho.clamp(RHO_MIN, RHO_MAX).unsqueeze(-1).expand(types.shape)
     rho = torch.where(types == ConstraintType.EQUALITY, RHO_EQ_OVER_RHO_INEQ * rho, rho)
     return torch.where(types == ConstraintType.LOOSE, torch.full_like(rho, RHO_MIN), rho)
 
@@ -177,14 +185,14 @@ class BatchedADMM:
         self.qp, self.settings = qp, settings or ADMMSettings()
         N, n, m = qp.num_problems, qp.num_variables, qp.num_constraints
         like = {"device": qp.device, "dtype": qp.dtype}
-        self.x, self.z, self.y = qp.q.new_zeros(N, n), qp.l.new_zeros(N, m), qp.l.new_zeros(N, m)
+        self.x, self.z, self.y = qp.q.new_zeros(N, n), qp.lower.new_zeros(N, m), qp.lower.new_zeros(N, m)
         self.delta_x, self.delta_y = torch.zeros_like(self.x), torch.zeros_like(self.y)
         self.types = constraint_types(qp)
         self.iterations = torch.zeros(N, dtype=torch.int64, device=qp.device)
         self.status = torch.zeros(N, dtype=torch.int8, device=qp.device)
         self.factorizations = torch.zeros(N, dtype=torch.int64, device=qp.device)
         self.rho_scalar = torch.full((N,), self.settings.rho, **like).clamp(RHO_MIN, RHO_MAX)
-        self.rho = rho_vector(self.rho_scalar, self.types).to(qp.dtype)
+        self.rho = rho_vector(self.rho_scalar, self.types)
         self._At = qp.A.mT.contiguous()
         self._sigma_eye = self.settings.sigma * torch.eye(n, **like)
         self._inverse = torch.empty(N, n, n, **like)
@@ -224,8 +232,9 @@ class BatchedADMM:
         self.factorizations[index] += 1
 
     def set_rho(self, rho: torch.Tensor, which: torch.Tensor | None = None, scalar: torch.Tensor | None = None) -> None:
-        """Use the per-row ``rho`` ``(N, m)`` (clipped to [ρ_min, ρ_max]) for the problems in ``which``
-        (``(N,)`` bool, default all running ones); refactors only problems whose ρ changed.
+        """Use the per-row ``rho`` ``(N, m)`` (positive; not clipped, as OSQP's equality rows go up to 10³ρ_max)
+        for the problems in ``which`` (``(N,)`` bool, default all running ones); refactors only problems whose ρ
+        changed.
 
         ``scalar`` ``(N,)`` records the scalar ρ a vector was built from (the adaptive rule's state).
 
@@ -233,7 +242,7 @@ class BatchedADMM:
         changed.
         """
         which = self.running if which is None else which & self.running
-        new = torch.where(which.unsqueeze(-1), rho.to(self.rho).clamp(RHO_MIN, RHO_MAX), self.rho)
+        new = torch.where(which.unsqueeze(-1), rho.to(self.rho), self.rho)
         changed = (new != self.rho).any(-1)
         self.rho = new
         if scalar is not None:
@@ -255,7 +264,7 @@ class BatchedADMM:
             return
         every = index.numel() == qp.num_problems
         pick = (lambda t: t) if every else (lambda t: t[index])
-        q, A, At, l, u = pick(qp.q), pick(qp.A), pick(self._At), pick(qp.l), pick(qp.u)
+        q, A, At, lower, upper = pick(qp.q), pick(qp.A), pick(self._At), pick(qp.lower), pick(qp.upper)
         inverse, rho, kkt = pick(self._inverse), pick(self.rho), pick(self._kkt)
         x, z, y = pick(self.x), pick(self.z), pick(self.y)
         x_old, y_old = x, y
@@ -267,7 +276,7 @@ class BatchedADMM:
             x_tilde = x_tilde + _row_times(rhs - _row_times(x_tilde, kkt), inverse)
             z_relaxed = torch.lerp(z, _row_times(x_tilde, At), alpha)
             x = torch.lerp(x, x_tilde, alpha)
-            z = torch.clamp(torch.addcmul(z_relaxed, y, rho_inverse), l, u)
+            z = torch.clamp(torch.addcmul(z_relaxed, y, rho_inverse), lower, upper)
             y = torch.addcmul(y, rho, z_relaxed - z)
         for name, value in (("x", x), ("z", z), ("y", y), ("delta_x", x - x_old), ("delta_y", y - y_old)):
             if every:
@@ -282,8 +291,12 @@ class BatchedADMM:
         index = self.running.nonzero().squeeze(-1)
         x, y, z, q = self.x[index], self.y[index], self.z[index], self.qp.q[index]
         Ax, Px, Aty = _row_times(x, self._At[index]), _row_times(x, self.qp.P[index]), _row_times(y, self.qp.A[index])
-        measured = (_norm(Ax - z), _norm(Px + q + Aty), torch.maximum(_norm(Ax), _norm(z)),
-                    torch.maximum(torch.maximum(_norm(Px), _norm(Aty)), _norm(q)))
+        measured = (
+            _norm(Ax - z),
+            _norm(Px + q + Aty),
+            torch.maximum(_norm(Ax), _norm(z)),
+            torch.maximum(torch.maximum(_norm(Px), _norm(Aty)), _norm(q)),
+        )
         return Residuals(*(self.x.new_zeros(self.qp.num_problems).index_copy(0, index, value) for value in measured))
 
     def primal_infeasible(self, index: torch.Tensor) -> torch.Tensor:
@@ -294,27 +307,33 @@ class BatchedADMM:
         ≤ 0 where only u is, ≥ 0 where only l is); then ‖Aᵀδy‖∞ < ε‖δy‖∞ and
         uᵀmax(δy, 0) + lᵀmin(δy, 0) < −ε‖δy‖∞ certify that no x has l ≤ Ax ≤ u.
         """
-        eps, dy, l, u = self.settings.eps_prim_inf, self.delta_y[index], self.qp.l[index], self.qp.u[index]
-        upper_inf, lower_inf = u > INFINITY, l < -INFINITY
+        eps, dy = self.settings.eps_prim_inf, self.delta_y[index]
+        lower, upper = self.qp.lower[index], self.qp.upper[index]
+        upper_inf, lower_inf = upper > INFINITY, lower < -INFINITY
         dy = torch.where(upper_inf & lower_inf, torch.zeros_like(dy), dy)
         dy = torch.where(upper_inf & ~lower_inf, dy.clamp(max=0), dy)
         dy = torch.where(lower_inf & ~upper_inf, dy.clamp(min=0), dy)
         norm = _norm(dy)
-        u = torch.where(upper_inf, torch.zeros_like(u), u)
-        l = torch.where(lower_inf, torch.zeros_like(l), l)
-        support = (u * dy.clamp(min=0) + l * dy.clamp(max=0)).sum(-1)
+        upper = torch.where(upper_inf, torch.zeros_like(upper), upper)
+        lower = torch.where(lower_inf, torch.zeros_like(lower), lower)
+        support = (upper * dy.clamp(min=0) + lower * dy.clamp(max=0)).sum(-1)
         return (norm > eps) & (support < -eps * norm) & (_norm(_row_times(dy, self.qp.A[index])) < eps * norm)
 
     def dual_infeasible(self, index: torch.Tensor) -> torch.Tensor:
         """OSQP's dual infeasibility certificate on δx (``is_dual_infeasible``) for the problems at ``index``:
         ‖Pδx‖∞ < ε‖δx‖∞, qᵀδx < −ε‖δx‖∞ and (Aδx)_i within ±ε‖δx‖∞ of the recession cone of [l, u]."""
-        eps, dx, l, u = self.settings.eps_dual_inf, self.delta_x[index], self.qp.l[index], self.qp.u[index]
+        eps, dx = self.settings.eps_dual_inf, self.delta_x[index]
+        lower, upper = self.qp.lower[index], self.qp.upper[index]
         norm = _norm(dx)
         bound = (eps * norm).unsqueeze(-1)
         Adx = _row_times(dx, self._At[index])
-        cone = torch.where(u < INFINITY, Adx <= bound, True) & torch.where(l > -INFINITY, Adx >= -bound, True)
-        return ((norm > eps) & ((self.qp.q[index] * dx).sum(-1) < -eps * norm)
-                & (_norm(_row_times(dx, self.qp.P[index])) < eps * norm) & cone.all(-1))
+        cone = torch.where(upper < INFINITY, Adx <= bound, True) & torch.where(lower > -INFINITY, Adx >= -bound, True)
+        return (
+            (norm > eps)
+            & ((self.qp.q[index] * dx).sum(-1) < -eps * norm)
+            & (_norm(_row_times(dx, self.qp.P[index])) < eps * norm)
+            & cone.all(-1)
+        )
 
     def check(self, residuals: Residuals | None = None) -> Residuals:
         """Freeze the running problems that meet the tolerances (``SOLVED``) or, with infeasibility detection

@@ -37,20 +37,20 @@ class QPBatch:
         P: ``(N, n, n)`` symmetric positive semidefinite cost matrices.
         q: ``(N, n)`` linear costs.
         A: ``(N, m, n)`` constraint matrices.
-        l: ``(N, m)`` lower bounds (``-inf`` where a row has none).
-        u: ``(N, m)`` upper bounds (``+inf`` where a row has none); ``l ≤ u``, equal on equality rows.
+        lower: ``(N, m)`` lower bounds l (``-inf`` where a row has none).
+        upper: ``(N, m)`` upper bounds u (``+inf`` where a row has none); l ≤ u, equal on equality rows.
     """
 
     P: torch.Tensor
     q: torch.Tensor
     A: torch.Tensor
-    l: torch.Tensor
-    u: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
 
     def __post_init__(self) -> None:
         N, n = self.q.shape
-        m = self.l.shape[-1]
-        expected = {"P": (N, n, n), "q": (N, n), "A": (N, m, n), "l": (N, m), "u": (N, m)}
+        m = self.lower.shape[-1]
+        expected = {"P": (N, n, n), "q": (N, n), "A": (N, m, n), "lower": (N, m), "upper": (N, m)}
         for name, shape in expected.items():
             if tuple(getattr(self, name).shape) != shape:
                 raise ValueError(f"QPBatch.{name} must have shape {shape}, got {tuple(getattr(self, name).shape)}")
@@ -68,7 +68,7 @@ class QPBatch:
     @property
     def num_constraints(self) -> int:
         """m."""
-        return self.l.shape[1]
+        return self.lower.shape[1]
 
     @property
     def device(self) -> torch.device:
@@ -100,15 +100,15 @@ class QPBatch:
         :meth:`complementarity` measures the latter.
         """
         Ax = torch.einsum("bmn,bn->bm", self.A, x)
-        primal = (Ax - Ax.clamp(self.l, self.u)).abs().amax(-1)
-        dual = (torch.einsum("bij,bj->bi", self.P, x) + self.q + torch.einsum("bmn,bm->bn", self.A, y))
+        primal = (Ax - Ax.clamp(self.lower, self.upper)).abs().amax(-1)
+        dual = torch.einsum("bij,bj->bi", self.P, x) + self.q + torch.einsum("bmn,bm->bn", self.A, y)
         return primal, dual.abs().amax(-1)
 
     def complementarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """max_i |y_i⁺ (u_i − a_iᵀx)| + |y_i⁻ (a_iᵀx − l_i)|, ``(N,)`` (0 on finite-bound terms only)."""
         Ax = torch.einsum("bmn,bn->bm", self.A, x)
-        upper = torch.where(torch.isfinite(self.u), y.clamp(min=0) * (self.u - Ax), torch.zeros_like(y))
-        lower = torch.where(torch.isfinite(self.l), y.clamp(max=0) * (Ax - self.l), torch.zeros_like(y))
+        upper = torch.where(torch.isfinite(self.upper), y.clamp(min=0) * (self.upper - Ax), torch.zeros_like(y))
+        lower = torch.where(torch.isfinite(self.lower), y.clamp(max=0) * (Ax - self.lower), torch.zeros_like(y))
         return (upper.abs() + lower.abs()).amax(-1)
 
 

@@ -39,8 +39,9 @@ def with_nonempty_rows(generator: torch.Generator, matrix: torch.Tensor) -> torc
     return torch.where(empty, filler, matrix)
 
 
-def assemble(batch: int, rows: list[int], columns: list[int], blocks: dict[tuple[int, int], torch.Tensor],
-             like: torch.Tensor) -> torch.Tensor:
+def assemble(
+    batch: int, rows: list[int], columns: list[int], blocks: dict[tuple[int, int], torch.Tensor], like: torch.Tensor
+) -> torch.Tensor:
     """A ``(batch, Σrows, Σcolumns)`` matrix from blocks at (block row, block column); missing blocks are 0.
 
     A block is a ``(batch, r, c)`` tensor or an unbatched ``(r, c)`` one (broadcast over the batch).
@@ -50,7 +51,7 @@ def assemble(batch: int, rows: list[int], columns: list[int], blocks: dict[tuple
     column_starts = [sum(columns[:j]) for j in range(len(columns))]
     for (i, j), block in blocks.items():
         r0, c0 = row_starts[i], column_starts[j]
-        out[:, r0:r0 + rows[i], c0:c0 + columns[j]] = block
+        out[:, r0 : r0 + rows[i], c0 : c0 + columns[j]] = block
     return out
 
 
@@ -73,8 +74,9 @@ class RandomQP(QPFamily):
 
     def __init__(self, *, n: int = 10, constraints_per_variable: int = 10, density: float = 0.15):
         require(n >= 1, "n", "a positive integer (the number of variables)", n)
-        require(constraints_per_variable >= 1, "constraints_per_variable", "a positive integer",
-                constraints_per_variable)
+        require(
+            constraints_per_variable >= 1, "constraints_per_variable", "a positive integer", constraints_per_variable
+        )
         require(0.0 < density <= 1.0, "density", "a fraction in (0, 1]", density)
         self.n, self.density = n, density
         self.num_variables, self.num_constraints = n, constraints_per_variable * n
@@ -84,9 +86,9 @@ class RandomQP(QPFamily):
         P = _random_cost(generator, batch_size, n, self.density)
         q = torch.randn(batch_size, n, generator=generator, device=where, dtype=torch.float64)
         A = with_nonempty_rows(generator, sparse_normal(generator, (batch_size, m, n), self.density))
-        l = -torch.rand(batch_size, m, generator=generator, device=where, dtype=torch.float64)
-        u = torch.rand(batch_size, m, generator=generator, device=where, dtype=torch.float64)
-        return QPBatch(P, q, A, l, u)
+        lower = -torch.rand(batch_size, m, generator=generator, device=where, dtype=torch.float64)
+        upper = torch.rand(batch_size, m, generator=generator, device=where, dtype=torch.float64)
+        return QPBatch(P, q, A, lower, upper)
 
 
 class EqualityQP(QPFamily):
@@ -135,16 +137,25 @@ class Portfolio(QPFamily):
         mu = torch.randn(B, n, generator=generator, device=where, dtype=torch.float64)
         P = torch.diag_embed(torch.cat([2 * D, 2 * torch.ones_like(D[:, :k])], -1))
         q = torch.cat([-mu / self.gamma, torch.zeros_like(mu[:, :k])], -1)
-        A = assemble(B, [1, k, n], [n, k], {(0, 0): torch.ones_like(F[:, :1, :1]).expand(B, 1, n),
-                                            (1, 0): F.mT, (1, 1): -eye(k, F), (2, 0): eye(n, F)}, F)
+        A = assemble(
+            B,
+            [1, k, n],
+            [n, k],
+            {
+                (0, 0): torch.ones_like(F[:, :1, :1]).expand(B, 1, n),
+                (1, 0): F.mT,
+                (1, 1): -eye(k, F),
+                (2, 0): eye(n, F),
+            },
+            F,
+        )
         zeros, ones = torch.zeros_like(mu[:, :1]), torch.ones_like(mu[:, :1])
-        l = torch.cat([ones, zeros.expand(B, k), zeros.expand(B, n)], -1)
-        u = torch.cat([ones, zeros.expand(B, k), ones.expand(B, n)], -1)
-        return QPBatch(P, q, A, l, u)
+        lower = torch.cat([ones, zeros.expand(B, k), zeros.expand(B, n)], -1)
+        upper = torch.cat([ones, zeros.expand(B, k), ones.expand(B, n)], -1)
+        return QPBatch(P, q, A, lower, upper)
 
 
-def _regression_data(generator: torch.Generator, batch: int, data: int, features: int,
-                     density: float) -> torch.Tensor:
+def _regression_data(generator: torch.Generator, batch: int, data: int, features: int, density: float) -> torch.Tensor:
     """The data matrix of the regression classes: sparse N(0, 1), no empty row (an empty row is a constant)."""
     return with_nonempty_rows(generator, sparse_normal(generator, (batch, data, features), density))
 
@@ -169,14 +180,20 @@ class Lasso(QPFamily):
         Ad = _regression_data(generator, B, m, n, self.density)
         support = torch.rand(B, n, generator=generator, device=where, dtype=torch.float64) > 0.5
         x_true = support * torch.randn(B, n, generator=generator, device=where, dtype=torch.float64) / math.sqrt(n)
-        b = (Ad @ x_true.unsqueeze(-1)).squeeze(-1) + torch.randn(B, m, generator=generator, device=where,
-                                                                   dtype=torch.float64)
+        b = (Ad @ x_true.unsqueeze(-1)).squeeze(-1) + torch.randn(
+            B, m, generator=generator, device=where, dtype=torch.float64
+        )
         lam = (Ad.mT @ b.unsqueeze(-1)).squeeze(-1).abs().amax(-1, keepdim=True) / 5
         P = assemble(B, [n, m, n], [n, m, n], {(1, 1): 2 * eye(m, Ad)}, Ad)
         q = torch.cat([torch.zeros_like(Ad[:, 0, :]), torch.zeros_like(b), lam.expand(B, n)], -1)
         I_n = eye(n, Ad)
-        A = assemble(B, [m, n, n], [n, m, n], {(0, 0): Ad, (0, 1): -eye(m, Ad), (1, 0): I_n, (1, 2): -I_n,
-                                               (2, 0): I_n, (2, 2): I_n}, Ad)
+        A = assemble(
+            B,
+            [m, n, n],
+            [n, m, n],
+            {(0, 0): Ad, (0, 1): -eye(m, Ad), (1, 0): I_n, (1, 2): -I_n, (2, 0): I_n, (2, 2): I_n},
+            Ad,
+        )
         inf = torch.full_like(lam.expand(B, n), math.inf)
         zeros = torch.zeros_like(inf)
         return QPBatch(P, q, A, torch.cat([b, -inf, zeros], -1), torch.cat([b, zeros, inf], -1))
@@ -203,15 +220,24 @@ class Huber(QPFamily):
         Ad = _regression_data(generator, B, m, n, self.density)
         x_true = torch.randn(B, n, 1, generator=generator, device=where, dtype=torch.float64) / math.sqrt(n)
         inlier = torch.rand(B, m, generator=generator, device=where, dtype=torch.float64) < 0.95
-        noise = torch.where(inlier, 0.5 * torch.randn(B, m, generator=generator, device=where, dtype=torch.float64),
-                            10.0 * torch.rand(B, m, generator=generator, device=where, dtype=torch.float64))
+        noise = torch.where(
+            inlier,
+            0.5 * torch.randn(B, m, generator=generator, device=where, dtype=torch.float64),
+            10.0 * torch.rand(B, m, generator=generator, device=where, dtype=torch.float64),
+        )
         b = (Ad @ x_true).squeeze(-1) + noise
         I_m = eye(m, Ad)
         P = assemble(B, [n, m, 2 * m], [n, m, 2 * m], {(1, 1): I_m}, Ad)
-        q = torch.cat([torch.zeros_like(x_true.squeeze(-1)), torch.zeros_like(b), torch.ones_like(b),
-                       torch.ones_like(b)], -1)
-        A = assemble(B, [m, m, m], [n, m, m, m], {(0, 0): Ad, (0, 1): -I_m, (0, 2): -I_m, (0, 3): I_m,
-                                                  (1, 2): I_m, (2, 3): I_m}, Ad)
+        q = torch.cat(
+            [torch.zeros_like(x_true.squeeze(-1)), torch.zeros_like(b), torch.ones_like(b), torch.ones_like(b)], -1
+        )
+        A = assemble(
+            B,
+            [m, m, m],
+            [n, m, m, m],
+            {(0, 0): Ad, (0, 1): -I_m, (0, 2): -I_m, (0, 3): I_m, (1, 2): I_m, (2, 3): I_m},
+            Ad,
+        )
         zeros, inf = torch.zeros_like(b), torch.full_like(b, math.inf)
         return QPBatch(P, q, A, torch.cat([b, zeros, zeros], -1), torch.cat([b, inf, inf], -1))
 
@@ -219,10 +245,10 @@ class Huber(QPFamily):
 class SVM(QPFamily):
     """Support vector machine as a QP: min ½xᵀx + (γ/2)1ᵀt s.t. t ≥ diag(b)Ãx + 1, t ≥ 0.
 
-    That is ½‖x‖² + (γ/2) Σ_i max(0, b_i ã_iᵀx + 1), the hinge loss as the benchmark code writes it, γ = 1. ``features`` n, ``data`` m (even; the
-    benchmark's m = 100n): the first m/2 labels are +1, the rest −1; Ã's rows are sparse N(0, 1) at 15 %
-    scaled by 1/√n, shifted by +1/n (first half) or −1/n (second half) on their non-zeros. Variables
-    (x, t) ∈ R^{n+m}; constraints: the m rows diag(b)Ãx − t ≤ −1 and the m bounds t ≥ 0.
+    That is ½‖x‖² + (γ/2) Σ_i max(0, b_i ã_iᵀx + 1), the hinge loss as the benchmark code writes it, γ = 1.
+    ``features`` n, ``data`` m (even; the benchmark's m = 100n): the first m/2 labels are +1, the rest −1; Ã's
+    rows are sparse N(0, 1) at 15 % scaled by 1/√n, shifted by +1/n (first half) or −1/n (second half) on their
+    non-zeros. Variables (x, t) ∈ R^{n+m}; constraints: the m rows diag(b)Ãx − t ≤ −1 and the m bounds t ≥ 0.
     """
 
     def __init__(self, *, features: int = 5, data: int = 40, density: float = 0.15, gamma: float = 1.0):
@@ -237,37 +263,47 @@ class SVM(QPFamily):
         n, m, B, where = self.features, self.data, batch_size, generator.device
         half = m // 2
         raw = sparse_normal(generator, (B, m, n), self.density)
-        sign = torch.cat([torch.ones(half, device=where, dtype=torch.float64),
-                          -torch.ones(half, device=where, dtype=torch.float64)])
+        sign = torch.cat(
+            [torch.ones(half, device=where, dtype=torch.float64), -torch.ones(half, device=where, dtype=torch.float64)]
+        )
         features = raw / math.sqrt(n) + sign[:, None] * (raw != 0) / n
         I_m = eye(m, raw)
         P = assemble(B, [n, m], [n, m], {(0, 0): eye(n, raw)}, raw)
-        q = torch.cat([torch.zeros(B, n, device=where, dtype=torch.float64),
-                       torch.full((B, m), self.gamma / 2, device=where, dtype=torch.float64)], -1)
+        q = torch.cat(
+            [
+                torch.zeros(B, n, device=where, dtype=torch.float64),
+                torch.full((B, m), self.gamma / 2, device=where, dtype=torch.float64),
+            ],
+            -1,
+        )
         A = assemble(B, [m, m], [n, m], {(0, 0): sign[:, None] * features, (0, 1): -I_m, (1, 1): I_m}, raw)
         inf = torch.full((B, m), math.inf, device=where, dtype=torch.float64)
-        return QPBatch(P, q, A, torch.cat([-inf, torch.zeros_like(inf)], -1),
-                       torch.cat([-torch.ones_like(inf), inf], -1))
+        return QPBatch(
+            P, q, A, torch.cat([-inf, torch.zeros_like(inf)], -1), torch.cat([-torch.ones_like(inf), inf], -1)
+        )
 
 
-def discrete_riccati(A: torch.Tensor, B: torch.Tensor, Q: torch.Tensor, R: torch.Tensor,
-                     iterations: int = 5000, tolerance: float = 1e-12) -> torch.Tensor:
-    """The stabilising solution X of the discrete algebraic Riccati equation, batched, by value iteration:
-    X ← Q + AᵀXA − AᵀXB(R + BᵀXB)⁻¹BᵀXA from X = Q until the relative change is below ``tolerance``.
+def discrete_riccati(
+    A: torch.Tensor, B: torch.Tensor, Q: torch.Tensor, R: torch.Tensor, iterations: int = 100, tolerance: float = 1e-13
+) -> torch.Tensor:
+    """The stabilising solution X = Q + AᵀXA − AᵀXB(R + BᵀXB)⁻¹BᵀXA of the discrete algebraic Riccati
+    equation, batched (``scipy.linalg.solve_discrete_are`` in the benchmark).
 
-    (``scipy.linalg.solve_discrete_are`` in the benchmark; the recursion converges for the stable A drawn here.)
+    Structure-preserving doubling (Chu et al. 2004): from A₀ = A, G₀ = BR⁻¹Bᵀ, H₀ = Q,
+    W = (I + G_k H_k)⁻¹, A_{k+1} = A_k W A_k, G_{k+1} = G_k + A_k W G_k A_kᵀ, H_{k+1} = H_k + A_kᵀ H_k W A_k;
+    H_k → X quadratically, until the relative change is below ``tolerance``.
     """
-    X = Q.clone()
+    G = B @ torch.linalg.solve(R, B.mT)
+    H, identity = Q.clone(), torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     for _ in range(iterations):
-        BtX = B.mT @ X
-        gain = torch.linalg.solve(R + BtX @ B, BtX @ A)
-        new = Q + A.mT @ X @ A - A.mT @ X @ B @ gain
-        new = 0.5 * (new + new.mT)
-        change = (new - X).abs().amax() / new.abs().amax().clamp(min=1e-300)
-        X = new
+        W = torch.linalg.inv(identity + G @ H)
+        A, G, H_new = A @ W @ A, G + A @ W @ G @ A.mT, H + A.mT @ H @ W @ A
+        H_new = 0.5 * (H_new + H_new.mT)
+        change = (H_new - H).abs().amax() / H_new.abs().amax().clamp(min=1e-300)
+        H = H_new
         if change < tolerance:
             break
-    return X
+    return H
 
 
 class Control(QPFamily):
@@ -320,6 +356,6 @@ class Control(QPFamily):
         A_dyn = assemble(Bn, sizes_x, sizes_x + sizes_u, dynamics, Ad)
         A = torch.cat([A_dyn, eye(self.num_variables, Ad).expand(Bn, -1, -1)], 1)
         b = torch.cat([-x_init, torch.zeros(Bn, T * nx, **f64)], -1)
-        l = torch.cat([b, (-x_max).repeat(1, T + 1), (-u_max).repeat(1, T)], -1)
-        u = torch.cat([b, x_max.repeat(1, T + 1), u_max.repeat(1, T)], -1)
-        return QPBatch(P, torch.zeros(Bn, self.num_variables, **f64), A, l, u)
+        lower = torch.cat([b, (-x_max).repeat(1, T + 1), (-u_max).repeat(1, T)], -1)
+        upper = torch.cat([b, x_max.repeat(1, T + 1), u_max.repeat(1, T)], -1)
+        return QPBatch(P, torch.zeros(Bn, self.num_variables, **f64), A, lower, upper)

@@ -17,7 +17,11 @@ import torch
 from amorctl.problems.qp.batch import QPBatch
 
 REFERENCE_SETTINGS: dict[str, Any] = {
-    "eps_abs": 1e-9, "eps_rel": 1e-9, "max_iter": 200_000, "polishing": True, "polish_refine_iter": 10,
+    "eps_abs": 1e-9,
+    "eps_rel": 1e-9,
+    "max_iter": 200_000,
+    "polishing": True,
+    "polish_refine_iter": 10,
 }
 """osqp settings of :func:`reference_solutions`: tolerances 1e-9 and the active-set polish on top."""
 
@@ -41,12 +45,15 @@ class OSQPResult:
     solve_seconds: torch.Tensor
 
 
-def problem_data(batch: QPBatch, index: int) -> tuple[sparse.csc_matrix, np.ndarray, sparse.csc_matrix,
-                                                    np.ndarray, np.ndarray]:
+def problem_data(
+    batch: QPBatch, index: int
+) -> tuple[sparse.csc_matrix, np.ndarray, sparse.csc_matrix, np.ndarray, np.ndarray]:
     """Problem ``index`` of ``batch`` as osqp's (P upper triangle, q, A, l, u), float64 on the CPU."""
-    P, q, A, l, u = (t[index].detach().to("cpu", torch.float64).numpy() for t in
-                     (batch.P, batch.q, batch.A, batch.l, batch.u))
-    return sparse.csc_matrix(np.triu(P)), q, sparse.csc_matrix(A), l, u
+    P, q, A, lower, upper = (
+        t[index].detach().to("cpu", torch.float64).numpy()
+        for t in (batch.P, batch.q, batch.A, batch.lower, batch.upper)
+    )
+    return sparse.csc_matrix(np.triu(P)), q, sparse.csc_matrix(A), lower, upper
 
 
 def osqp_solve(batch: QPBatch, **settings: Any) -> OSQPResult:
@@ -64,9 +71,13 @@ def osqp_solve(batch: QPBatch, **settings: Any) -> OSQPResult:
         status.append(result.info.status)
         seconds.append(result.info.solve_time)
     like = {"device": batch.device, "dtype": batch.dtype}
-    return OSQPResult(torch.as_tensor(np.stack(xs), **like), torch.as_tensor(np.stack(ys), **like),
-                      torch.as_tensor(iterations, device=batch.device), status,
-                      torch.as_tensor(seconds, dtype=torch.float64))
+    return OSQPResult(
+        torch.as_tensor(np.stack(xs), **like),
+        torch.as_tensor(np.stack(ys), **like),
+        torch.as_tensor(iterations, device=batch.device),
+        status,
+        torch.as_tensor(seconds, dtype=torch.float64),
+    )
 
 
 FALLBACK_RHOS = (1.0, 0.1, 10.0)
@@ -92,6 +103,8 @@ def reference_solutions(batch: QPBatch) -> OSQPResult:
                 x[i], y[i], status[i] = retry.x[j], retry.y[j], "solved"
     failed = [(i, s) for i, s in enumerate(status) if s != "solved"]
     if failed:
-        raise RuntimeError(f"osqp did not solve {len(failed)} of {batch.num_problems} problems to the reference "
-                           f"tolerance: {failed[:5]}")
+        raise RuntimeError(
+            f"osqp did not solve {len(failed)} of {batch.num_problems} problems to the reference "
+            f"tolerance: {failed[:5]}"
+        )
     return OSQPResult(x, y, result.iterations, status, result.solve_seconds)
