@@ -251,6 +251,28 @@ class BatchedADMM:
             self.rho_scalar = torch.where(changed, torch.full_like(self.rho_scalar, math.nan), self.rho_scalar)
         self._factor(changed)
 
+    def replace(self, which: torch.Tensor, problems: QPBatch) -> None:
+        """Put new ``problems`` (one per True entry of ``which``, ``(N,)`` bool, same sizes) in those rows and
+        start them afresh: zero iterates, ρ from the settings, a new factorization, ``UNSOLVED``, 0 iterations.
+
+        An environment's auto-reset: finished rows get new problems while the others keep running.
+        """
+        index = which.nonzero().squeeze(-1)
+        if index.numel() != problems.num_problems:
+            raise ValueError(f"replace: {index.numel()} rows selected but {problems.num_problems} problems given")
+        problems = problems.to(self.qp.device, self.qp.dtype)
+        for name in ("P", "q", "A", "lower", "upper"):
+            getattr(self.qp, name)[index] = getattr(problems, name)
+        self._At[index] = problems.A.mT
+        self.types[index] = constraint_types(problems)
+        for state in (self.x, self.z, self.y, self.delta_x, self.delta_y):
+            state[index] = 0
+        self.iterations[index] = 0
+        self.status[index] = Status.UNSOLVED
+        self.rho_scalar[index] = min(max(self.settings.rho, RHO_MIN), RHO_MAX)
+        self.rho[index] = rho_vector(self.rho_scalar[index], self.types[index])
+        self._factor(which)
+
     # -------------------------------------------------------------- iteration
     def iterate(self, count: int = 1) -> None:
         """Run ``count`` ADMM iterations on the running problems (the frozen ones keep their iterates).
