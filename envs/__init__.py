@@ -12,4 +12,4 @@ from amorctl.envs.iterate import IterateEnv
 from amorctl.envs.iterate_gym import ITERATE_ENV_IDS, IterateGymEnv, register_iterate_envs
 from amorctl.envs.pendulum import PendulumControlEnv
 
-__all__ += ["ADMMEnv", "ITERATE_ENV_IDS", "IterateEnv", "IterateGymEnv", "PendulumControlEnv", "register_iterate_envs"]
+__all__ += ["ITERATE_ENV_IDS", "ADMMEnv", "IterateEnv", "IterateGymEnv", "PendulumControlEnv", "register_iterate_envs"]

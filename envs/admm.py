@@ -51,8 +51,9 @@ class ADMMEnv(BatchedEnv):
     **Step**: set ρ, run ``iterations_per_step`` ADMM iterations, check OSQP's termination at ``eps_abs`` /
     ``eps_rel`` (infeasibility detection on). **Reward**: ``per_step`` −1 every step (the return is minus the
     number of steps to a solution); ``log_residual`` the decrease of log₁₀ max(‖r_prim‖/ε_prim, ‖r_dual‖/ε_dual)
-    over the step (a fresh problem's residuals are measured at x = 0, y = 0, z = Π_[l,u](0)). **Termination**: the problem is solved (or certified infeasible); **truncation** after
-    ``max_steps`` steps. A finished row gets a fresh problem from the family (auto-reset).
+    over the step (a fresh problem's residuals are measured at x = 0, y = 0, z = Π_[l,u](0)). **Termination**:
+    the problem is solved (or certified infeasible); **truncation** after ``max_steps`` steps. A finished row
+    gets a fresh problem from the family (auto-reset).
 
     Args:
         family: the QP family (its sizes fix n and m).
@@ -85,17 +86,25 @@ class ADMMEnv(BatchedEnv):
         dtype: torch.dtype = torch.float64,
     ):
         if num_envs < 1 or iterations_per_step < 1 or max_steps < 1:
-            raise ValueError(f"num_envs, iterations_per_step and max_steps must be at least 1, got {num_envs}, "
-                             f"{iterations_per_step} and {max_steps}")
+            raise ValueError(
+                f"num_envs, iterations_per_step and max_steps must be at least 1, got {num_envs}, "
+                f"{iterations_per_step} and {max_steps}"
+            )
         if action not in ("per_constraint", "scalar") or reward not in ("per_step", "log_residual"):
-            raise ValueError(f"action must be 'per_constraint' or 'scalar' and reward 'per_step' or 'log_residual', "
-                             f"got {action!r} and {reward!r}")
+            raise ValueError(
+                f"action must be 'per_constraint' or 'scalar' and reward 'per_step' or 'log_residual', "
+                f"got {action!r} and {reward!r}"
+            )
         self.family, self.num_envs, self.device, self.dtype = family, num_envs, torch.device(device), dtype
         self.iterations_per_step, self.max_steps = iterations_per_step, max_steps
         self.action_mode, self.reward_mode = action, reward
         self.rho_log_range, self.observation_clip = rho_log_range, observation_clip
-        self.settings = ADMMSettings(eps_abs=eps_abs, eps_rel=eps_rel, max_iter=iterations_per_step * max_steps,
-                                     check_termination=iterations_per_step)
+        self.settings = ADMMSettings(
+            eps_abs=eps_abs,
+            eps_rel=eps_rel,
+            max_iter=iterations_per_step * max_steps,
+            check_termination=iterations_per_step,
+        )
         self.name = f"admm/{type(family).__name__}"
         self.num_constraints = family.num_constraints
         self.observation_dim = family.num_constraints * len(FEATURES)
@@ -192,11 +201,14 @@ class ADMMEnv(BatchedEnv):
         Ax = torch.matmul(solver.x.unsqueeze(-2), qp.A.mT).squeeze(-2)
         slack = torch.minimum(solver.z - qp.lower, qp.upper - solver.z).clamp(10**-LOG_CLIP, 10**LOG_CLIP)
         ratios = self._log_ratios(residuals).unsqueeze(1).expand(-1, self.num_constraints, 2)
-        features = torch.cat([
-            torch.log10(slack).unsqueeze(-1),
-            solver.y.clamp(-clip, clip).unsqueeze(-1),
-            (solver.z - Ax).clamp(-clip, clip).unsqueeze(-1),
-            torch.log10(solver.rho).unsqueeze(-1),
-            ratios,
-        ], -1)
+        features = torch.cat(
+            [
+                torch.log10(slack).unsqueeze(-1),
+                solver.y.clamp(-clip, clip).unsqueeze(-1),
+                (solver.z - Ax).clamp(-clip, clip).unsqueeze(-1),
+                torch.log10(solver.rho).unsqueeze(-1),
+                ratios,
+            ],
+            -1,
+        )
         return features.reshape(self.num_envs, self.observation_dim).to(torch.float32)

@@ -66,7 +66,7 @@ def test_truncation_auto_reset_and_final_observation():
     env = ADMMEnv(FAMILY, num_envs=2, iterations_per_step=2, max_steps=3)
     env.reset(seed=1)
     tiny_rho = torch.full((2, env.action_dim), -1.0)  # ρ = 1e-6 everywhere: hopeless in 6 iterations
-    for step in range(3):
+    for _ in range(3):
         obs, _, terminated, truncated, info = env.step(tiny_rho)
         assert not terminated.any()
     assert truncated.all() and (info["episode_length"] == 3).all()
@@ -90,13 +90,16 @@ def test_log_residual_rewards_telescope_to_the_start_ratio_minus_the_end():
 
 
 def test_env_kind_validates_and_builds():
-    section = validate_env_section({"kind": "admm", "family": {"name": "svm", "features": 2, "data": 6},
-                                    "admm": {"action": "scalar"}})
+    section = validate_env_section(
+        {"kind": "admm", "family": {"name": "svm", "features": 2, "data": 6}, "admm": {"action": "scalar"}}
+    )
     env = make_env(section, 3, torch.device("cpu"))
     assert isinstance(env, ADMMEnv) and env.num_envs == 3 and env.action_dim == 1
-    for raw, key in (({"kind": "admm", "family": {"name": "svm", "data": 5}}, "env.family.data"),
-                     ({"kind": "admm", "admm": {"reward": "fast"}}, "env.admm.reward"),
-                     ({"kind": "admm", "family": {"name": "qp"}}, "env.family.name")):
+    for raw, key in (
+        ({"kind": "admm", "family": {"name": "svm", "data": 5}}, "env.family.data"),
+        ({"kind": "admm", "admm": {"reward": "fast"}}, "env.admm.reward"),
+        ({"kind": "admm", "family": {"name": "qp"}}, "env.family.name"),
+    ):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             validate_env_section(raw)
 
@@ -105,13 +108,27 @@ def test_td3_trains_on_the_admm_kind_end_to_end(tmp_path):
     from amorctl.run.cli import train_main
 
     config = Path(__file__).resolve().parents[2] / "configs" / "td3_opt_quadratic.yaml"
-    status = train_main([
-        "--no-progress", "--config", str(config), f"runs_dir={tmp_path}", "name=admm", "device=cpu",
-        "td3.hidden_sizes=[8]", "td3.buffer_size=64", "td3.batch_size=4", "td3.learning_starts=4",
-        "train.total_steps=8", "train.log_every=4", "train.eval_every=8", "train.checkpoint_every=8",
-        "train.eval_episodes=1", "train.eval_envs=1",
-        "env={kind: admm, num_envs: 2, family: {name: random_qp, n: 3}, admm: {max_steps: 3}}",
-    ])
+    status = train_main(
+        [
+            "--no-progress",
+            "--config",
+            str(config),
+            f"runs_dir={tmp_path}",
+            "name=admm",
+            "device=cpu",
+            "td3.hidden_sizes=[8]",
+            "td3.buffer_size=64",
+            "td3.batch_size=4",
+            "td3.learning_starts=4",
+            "train.total_steps=8",
+            "train.log_every=4",
+            "train.eval_every=8",
+            "train.checkpoint_every=8",
+            "train.eval_episodes=1",
+            "train.eval_envs=1",
+            "env={kind: admm, num_envs: 2, family: {name: random_qp, n: 3}, admm: {max_steps: 3}}",
+        ]
+    )
     assert status == 0
     metrics = json.loads(next(tmp_path.glob("admm/*/eval/metrics.json")).read_text())
     assert -3 <= metrics["mean_return"] < 0
