@@ -159,7 +159,7 @@ def admm_throughput(
         gap = ((check.objective(mine.x.double()) - f_star).abs() / (1 + f_star.abs()))[both]
         notes.append(
             f"- {spec}: identical iteration counts on {int((theirs.iterations == mine.iterations).sum())} of the "
-            f"first 64 problems (median {float(theirs.iterations.double().median()):g} osqp, "
+            f"first {check.num_problems} problems (median {float(theirs.iterations.double().median()):g} osqp, "
             f"{float(mine.iterations.double().median()):g} batched); where both solved ({int(both.sum())}), "
             f"max ‖x − x_osqp‖∞ = {float((mine.x.double() - theirs.x).abs()[both].max()):.1e}, "
             f"max |f − f*| / (1 + |f*|) = {float(gap.max()):.1e} against osqp at 1e-9 with polishing"
