@@ -8,13 +8,15 @@ families are checked against and what the batched ADMM solver is validated again
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sparse
 import torch
 
 from amorctl.problems.qp.batch import QPBatch
+
+if TYPE_CHECKING:
+    import scipy.sparse as sparse
 
 REFERENCE_SETTINGS: dict[str, Any] = {
     "eps_abs": 1e-9,
@@ -49,6 +51,8 @@ def problem_data(
     batch: QPBatch, index: int
 ) -> tuple[sparse.csc_matrix, np.ndarray, sparse.csc_matrix, np.ndarray, np.ndarray]:
     """Problem ``index`` of ``batch`` as osqp's (P upper triangle, q, A, l, u), float64 on the CPU."""
+    import scipy.sparse as sparse  # here, not at the top: scipy loads only when osqp is used
+
     P, q, A, lower, upper = (
         t[index].detach().to("cpu", torch.float64).numpy()
         for t in (batch.P, batch.q, batch.A, batch.lower, batch.upper)
