@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eps", type=float, default=1e-3, help="eps_abs = eps_rel of both solvers")
     p.add_argument("--single-problems", type=int, default=64, help="problems solved one by one at N = 1")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the batched solver's dtype")
+    p.add_argument("--no-refine", action="store_true", help="the batched solver without its solve refinement step")
 
     args = parser.parse_args(argv)
     try:
@@ -178,7 +179,7 @@ def _run_section(args: argparse.Namespace) -> str:
         if min(args.sizes) < 1 or args.eps <= 0 or args.single_problems < 1:
             raise AmorctlError("admm-throughput needs --sizes >= 1, --eps > 0 and --single-problems >= 1")
         return admm_throughput(args.families or DEFAULT_FAMILIES, args.sizes, args.eps, args.single_problems,
-                               args.dtype)
+                               args.dtype, not args.no_refine)
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

@@ -70,6 +70,8 @@ def test_fixed_rho_factors_once_and_adaptive_refactors_only_on_change():
     qp = draw("portfolio")
     fixed = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS, max_iter=20000)).solve(FixedRho())
     assert (fixed.factorizations == 1).all() and (fixed.status == Status.SOLVED).all()
+    osqp_fixed = osqp_solve(qp, **(MATCHED | {"adaptive_rho": 0, "max_iter": 20000}))
+    assert int((fixed.iterations == osqp_fixed.iterations).sum()) >= 7
     assert torch.allclose(fixed.x, reference_solutions(qp).x, atol=1e-4)
     adaptive = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
     assert (adaptive.factorizations >= 2).any()
@@ -160,3 +162,13 @@ def test_check_every_iteration_and_warm_start():
 def test_settings_refuse_out_of_range_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ADMMSettings(**bad)
+
+
+def test_without_solve_refinement_and_in_float32_the_answers_stay_within_tolerance():
+    qp = draw("huber")
+    f_star = qp.objective(reference_solutions(qp).x)
+    for dtype, refine in ((torch.float64, False), (torch.float32, True), (torch.float32, False)):
+        solver = BatchedADMM(qp.to(dtype=dtype), ADMMSettings(refine_solve=refine)).solve(OSQPAdaptiveRho())
+        assert (solver.status == Status.SOLVED).all() and solver.x.dtype == dtype
+        f = qp.objective(solver.x.double())
+        assert bool(((f - f_star).abs() <= 2e-2 * (1 + f_star.abs())).all())
