@@ -81,7 +81,7 @@ def admm_throughput(
     """A Markdown report: per family, QPs/s of osqp's loop and of the batched ADMM at each N in ``sizes``.
 
     osqp solves max(sizes) problems; at N = 1 the batched solver solves the first ``single_problems`` one by one.
-    ``refine_solve`` is :class:`~amorctl.solvers.ADMMSettings`'s (off with float32: the fast mode).
+    ``refine_solve`` is :class:`~amorctl.solvers.ADMMSettings`'s.
     ``dtype`` is the batched solver's (osqp always computes in float64; the problems are drawn in float64 and
     cast). A line per family after the table says on how many of the first 64 problems the two solvers' iteration
     counts are identical.

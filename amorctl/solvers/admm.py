@@ -79,8 +79,9 @@ class ADMMSettings:
         detect_infeasibility: whether the certificates are checked at all.
         refine_solve: one step of iterative refinement after each solve with the explicit inverse (two more
             n × n products per iteration). On (the default), the iterates follow osqp's to round-off and the
-            iteration counts match; off, ill-conditioned classes (Huber) drift by a check interval or two, for
-            about a third less memory traffic per iteration (the fast mode of ``benchmark.py admm-throughput``).
+            iteration counts match. Off, the solve's error grows with the matrix's conditioning: in float64
+            Huber's counts drift by a check interval or two; in float32 Portfolio, Lasso and Equality QP need 3–5×
+            the iterations and Huber fails on a third of its problems (``benchmarks/RESULTS.md``, RLQP).
     """
 
     rho: float = 0.1
