@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eps", type=float, default=1e-3, help="eps_abs = eps_rel of both solvers")
     p.add_argument("--single-problems", type=int, default=64, help="problems solved one by one at N = 1")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the batched solver's dtype")
-    p.add_argument("--no-refine", action="store_true", help="the batched solver without its solve refinement step (ADMMSettings.refine_solve)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="the batched solver without its solve refinement step (ADMMSettings.refine_solve)")
 
     args = parser.parse_args(argv)
     try:
