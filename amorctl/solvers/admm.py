@@ -263,7 +263,8 @@ class BatchedADMM:
         """Put new ``problems`` (one per True entry of ``which``, ``(N,)`` bool, same sizes) in those rows and
         start them afresh: zero iterates, ρ from the settings, a new factorization, ``UNSOLVED``, 0 iterations.
 
-        An environment's auto-reset: finished rows get new problems while the others keep running.
+        An environment's auto-reset: finished rows get new problems while the others keep running. The rows are
+        written into the solver's :class:`QPBatch` tensors in place (the batch it was built with).
         """
         index = which.nonzero().squeeze(-1)
         if index.numel() != problems.num_problems:

@@ -6,30 +6,20 @@ import pytest
 import torch
 
 from amorctl.problems import ProblemArgumentError
-from amorctl.problems.qp import QP_FAMILIES, QPBatch, make_qp_family, reference_solutions
+from amorctl.problems.qp import QP_FAMILIES, SMALL_SIZES, QPBatch, make_qp_family, reference_solutions
 from amorctl.problems.qp.families import discrete_riccati
-
-SMALL = {
-    "random_qp": {"n": 6},
-    "eq_qp": {"n": 8},
-    "portfolio": {"assets": 8, "factors": 2},
-    "lasso": {"features": 4, "data": 12},
-    "huber": {"features": 3, "data": 8},
-    "svm": {"features": 3, "data": 10},
-    "control": {"states": 2, "horizon": 4},
-}
 
 
 def draw(name, batch_size=6, seed=0, **kwargs):
-    family = make_qp_family(name, **(SMALL[name] | kwargs))
+    family = make_qp_family(name, **(SMALL_SIZES[name] | kwargs))
     return family, family.sample(batch_size, torch.Generator().manual_seed(seed))
 
 
 def test_every_class_is_registered():
-    assert set(QP_FAMILIES) == set(SMALL)
+    assert set(QP_FAMILIES) == set(SMALL_SIZES)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_SIZES))
 def test_batch_is_a_convex_qp_of_the_announced_size(name):
     family, qp = draw(name)
     N, n, m = 6, family.num_variables, family.num_constraints
@@ -46,7 +36,7 @@ def test_batch_is_a_convex_qp_of_the_announced_size(name):
     assert as_float.dtype == torch.float32 and as_float.A.shape == (2, m, n)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_SIZES))
 def test_osqp_solves_every_drawn_problem_to_the_reference_tolerance(name):
     _, qp = draw(name, batch_size=8, seed=3)
     reference = reference_solutions(qp)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from amorctl.problems.qp import QPBatch, make_qp_family, osqp_solve, reference_solutions
+from amorctl.problems.qp import SMALL_SIZES, QPBatch, make_qp_family, osqp_solve, reference_solutions
 from amorctl.solvers import (
     ADMMSettings,
     BatchedADMM,
@@ -17,15 +17,6 @@ from amorctl.solvers import (
     rho_vector,
 )
 
-SMALL = {
-    "random_qp": {"n": 6},
-    "eq_qp": {"n": 8},
-    "portfolio": {"assets": 8, "factors": 2},
-    "lasso": {"features": 4, "data": 12},
-    "huber": {"features": 3, "data": 8},
-    "svm": {"features": 3, "data": 10},
-    "control": {"states": 2, "horizon": 4},
-}
 EPS = 1e-6
 MATCHED = {
     "scaling": 0,
@@ -40,10 +31,10 @@ test, adaptive ρ every 50 iterations (osqp's own default without profiling, mad
 
 
 def draw(name, batch_size=8, seed=0):
-    return make_qp_family(name, **SMALL[name]).sample(batch_size, torch.Generator().manual_seed(seed))
+    return make_qp_family(name, **SMALL_SIZES[name]).sample(batch_size, torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_SIZES))
 def test_adaptive_rule_matches_osqp_iterations_and_solutions(name):
     qp = draw(name)
     solver = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())

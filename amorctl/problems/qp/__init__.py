@@ -23,6 +23,18 @@ for _name, _family in (
 ):
     QP_FAMILIES.register(_name, _family)
 
+SMALL_SIZES: dict[str, dict[str, int]] = {
+    "random_qp": {"n": 6},
+    "eq_qp": {"n": 8},
+    "portfolio": {"assets": 8, "factors": 2},
+    "lasso": {"features": 4, "data": 12},
+    "huber": {"features": 3, "data": 8},
+    "svm": {"features": 3, "data": 10},
+    "control": {"states": 2, "horizon": 4},
+}
+"""Size keywords at which every class draws problems of 6–27 variables that osqp and the batched solver finish in
+milliseconds: for tests and smoke runs."""
+
 
 def make_qp_family(name: str, **kwargs) -> QPFamily:
     """Build the registered QP family ``name`` with its size keywords."""
@@ -31,6 +43,7 @@ def make_qp_family(name: str, **kwargs) -> QPFamily:
 
 __all__ = [
     "QP_FAMILIES",
+    "SMALL_SIZES",
     "SVM",
     "Control",
     "EqualityQP",
