@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -132,3 +133,26 @@ def test_td3_trains_on_the_admm_kind_end_to_end(tmp_path):
     assert status == 0
     metrics = json.loads(next(tmp_path.glob("admm/*/eval/metrics.json")).read_text())
     assert -3 <= metrics["mean_return"] < 0
+
+
+def test_single_instance_form_passes_the_gymnasium_and_sb3_checks():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    from amorctl.envs import ADMMGymEnv
+
+    for kwargs in ({}, {"action": "scalar", "reward": "log_residual"}):
+        env = ADMMGymEnv("portfolio", {"assets": 6, "factors": 2}, iterations_per_step=5, max_steps=4, **kwargs)
+        check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+    env = ADMMGymEnv(FAMILY, iterations_per_step=5, action="scalar", max_steps=300)
+    obs, _ = env.reset(seed=7)
+    batched = ADMMEnv(FAMILY, 1, iterations_per_step=5, action="scalar")
+    assert np.array_equal(obs, batched.reset(seed=7)[0].numpy())
+    lengths = 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(np.array([RHO_0_1], dtype=np.float32))
+        lengths += 1
+        if terminated or truncated:
+            break
+    assert terminated and info["solved"] and info["iterations"] == 5 * lengths and reward == -1.0
