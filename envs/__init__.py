@@ -9,6 +9,7 @@ __all__ = ["ActionMap", "BatchedEnv", "GymVectorEnv", "StepResult", "check_env_i
 
 from amorctl.envs.iterate import IterateEnv
 from amorctl.envs.iterate_gym import ITERATE_ENV_IDS, IterateGymEnv, register_iterate_envs
+from amorctl.envs.mjwarp import MjWarpEnv
 from amorctl.envs.pendulum import PendulumControlEnv
 
-__all__ += ["ITERATE_ENV_IDS", "IterateEnv", "IterateGymEnv", "PendulumControlEnv", "register_iterate_envs"]
+__all__ += ["ITERATE_ENV_IDS", "IterateEnv", "IterateGymEnv", "MjWarpEnv", "PendulumControlEnv", "register_iterate_envs"]

@@ -1,8 +1,9 @@
 """The environment-kind registry: ``env.kind`` names a config section and how to build a BatchedEnv from it.
 
 Shipped kinds: ``gym`` (a gymnasium task behind :class:`~amorctl.envs.GymVectorEnv`), ``iterate``
-(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`) and ``pendulum_mpc`` (the
-``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`). A kind
+(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`), ``pendulum_mpc`` (the
+``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`) and
+``mjwarp`` (gymnasium v5's MuJoCo tasks as N worlds of MuJoCo Warp, :class:`~amorctl.envs.mjwarp.MjWarpEnv`). A kind
 of your own is a :class:`~amorctl.schema.Section` with ``kind: Literal[<name>]`` and ``num_envs``, a function
 ``make(section, num_envs, device) -> BatchedEnv``, and one :func:`register_env_kind` call.
 """
@@ -19,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from amorctl.envs.base import BatchedEnv
 from amorctl.envs.gym_adapter import GymVectorEnv, Vectorization, check_env_id
 from amorctl.envs.iterate import IterateEnv
+from amorctl.envs.mjwarp import DEFAULT_MAX_EPISODE_STEPS, MjWarpEnv, mj_task
 from amorctl.envs.pendulum import PendulumControlEnv
 from amorctl.problems import ProblemArgumentError, make_problem
 from amorctl.registry import Registry
@@ -220,6 +222,43 @@ def pendulum_memory(section: PendulumEnvConfig) -> dict[str, int]:
     return {"the pendulum state (env.num_envs)": 64}
 
 
+class MjWarpEnvConfig(Section):
+    """``env.kind: mjwarp``: a gymnasium v5 MuJoCo task (``id``) as ``num_envs`` MuJoCo Warp worlds on the run's device."""
+
+    kind: Literal["mjwarp"] = "mjwarp"
+    id: str = "HalfCheetah-v5"
+    num_envs: PositiveInt = 1
+    max_episode_steps: PositiveInt = DEFAULT_MAX_EPISODE_STEPS
+    nconmax: PositiveInt | None = None
+    """Contacts allocated per world (MuJoCo Warp's heuristic when unset)."""
+    njmax: PositiveInt | None = None
+    """Constraint rows allocated per world (MuJoCo Warp's heuristic when unset)."""
+
+    @field_validator("id")
+    @classmethod
+    def _offered(cls, env_id: str) -> str:
+        try:
+            mj_task(env_id)
+        except ValueError as error:
+            raise ValueError(f"config key 'env.id': {error}") from None
+        return env_id
+
+
+MJWARP_WORLD_BYTES = 2**18
+"""A rough upper estimate of one MuJoCo Warp world of the five tasks (its Data arrays; Ant's, the largest
+with MuJoCo Warp's default contact and constraint allocations, measured at about 100 KiB)."""
+
+
+def mjwarp_memory(section: MjWarpEnvConfig) -> dict[str, int]:
+    return {"a MuJoCo Warp world (env.num_envs, env.nconmax, env.njmax)": MJWARP_WORLD_BYTES}
+
+
+def make_mjwarp(section: MjWarpEnvConfig, num_envs: int, device: torch.device) -> MjWarpEnv:
+    return MjWarpEnv(section.id, num_envs, device, max_episode_steps=section.max_episode_steps,
+                     nconmax=section.nconmax, njmax=section.njmax)
+
+
 register_env_kind("gym", GymEnvConfig, make_gym, gym_memory)
 register_env_kind("iterate", IterateEnvConfig, make_iterate, iterate_memory)
 register_env_kind("pendulum_mpc", PendulumEnvConfig, make_pendulum, pendulum_memory)
+register_env_kind("mjwarp", MjWarpEnvConfig, make_mjwarp, mjwarp_memory)
