@@ -61,7 +61,8 @@ def import_mujoco_warp() -> tuple[Any, Any]:
         raise RuntimeError(
             f"env.kind 'mjwarp' needs MuJoCo Warp ({error.name} is not installed): pip install -e '.[mjwarp]'"
         ) from None
-    warp.config.quiet = True  # no line per compiled module in training logs
+    warp.config.quiet = True  # no banner and
+    warp.config.log_level = max(warp.config.log_level, warp.LOG_WARNING)  # no line per loaded module in logs
     return warp, mujoco_warp
 
 

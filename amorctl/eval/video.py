@@ -5,6 +5,9 @@ copy of a gymnasium task through ``gymnasium.wrappers.RecordVideo``. Episode k s
 ``reset(seed=seed + k)`` and its actions go through the same :class:`~amorctl.envs.ActionMap` as in
 training (:func:`~amorctl.envs.make_gym_env`), so the video of episode k shows exactly the episode that
 :func:`amorctl.eval.rollouts.run_episodes` scored with that seed.
+:func:`record_mjwarp_video` films a MuJoCo Warp task (``env.kind: mjwarp``): it plays one world of an
+:class:`~amorctl.envs.MjWarpEnv` and renders each step by copying the world's joint state into a CPU
+``MjData``.
 
 Rendering. MuJoCo tasks render offscreen through MuJoCo's OpenGL backend named by ``MUJOCO_GL``;
 ``scripts/evaluate.py --video`` (and :func:`record_video`) set it to ``egl`` when it is unset, which
@@ -106,6 +109,93 @@ def record_video(
         frames, seconds = video_frames(path)
         result |= {"path": str(path), "bytes": path.stat().st_size, "frames": frames, "seconds": seconds}
     return results
+
+
+@torch.no_grad()
+def record_mjwarp_video(
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    env_id: str,
+    folder: Path,
+    seed: int,
+    episodes: int = 1,
+    name_prefix: str = "evaluate",
+    max_episode_steps: int | None = None,
+    size: tuple[int, int] = (480, 480),
+) -> list[dict[str, Any]]:
+    """Film ``episodes`` deterministic episodes of an :class:`~amorctl.envs.MjWarpEnv` task as mp4 files in ``folder``.
+
+    Episode k is one world's episode after ``reset(seed=seed + k)`` on the CPU. After the reset and after
+    every step the world's (qpos, qvel) is copied into a CPU ``mujoco.MjData`` of the same model,
+    ``mj_forward`` places the bodies, and ``mujoco.Renderer`` draws them from a camera tracking the root
+    body at the distance and elevation of gymnasium's own camera for the task; frames are written at
+    1 / dt frames per second with moviepy, as ``RecordVideo`` does. Returns what :func:`record_video` returns.
+    """
+    import mujoco
+
+    from amorctl.envs.mjwarp import MjWarpEnv
+
+    backend = default_gl_backend()
+    extra = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+    env = MjWarpEnv(env_id, 1, "cpu", **extra)
+    data = mujoco.MjData(env.mj_model)
+    camera = _tracking_camera(env_id)
+    results = []
+    try:
+        renderer = _rendering(partial(mujoco.Renderer, env.mj_model, *size), env_id, backend)
+
+        def frame() -> np.ndarray:
+            data.qpos[:], data.qvel[:] = env.world_state(0)
+            mujoco.mj_forward(env.mj_model, data)
+            renderer.update_scene(data, camera)
+            return renderer.render().copy()
+
+        for k in range(episodes):
+            obs = env.reset(seed=seed + k)
+            frames, total, length, ended = [frame()], 0.0, 0, False
+            while not ended:
+                obs, reward, terminated, truncated, info = env.step(policy(obs).cpu().float())
+                ended = bool(terminated[0] | truncated[0])
+                if not ended:
+                    frames.append(frame())
+                total, length = float(info["episode_return"][0]), int(info["episode_length"][0])
+            path = Path(folder) / f"{name_prefix}-episode-{k}.mp4"
+            _write_mp4(frames, path, fps=round(1.0 / env.dt))
+            results.append({"seed": seed + k, "return": total, "length": length, "frames_captured": len(frames)})
+        renderer.close()
+    finally:
+        env.close()
+    for result, k in zip(results, range(episodes)):
+        path = Path(folder) / f"{name_prefix}-episode-{k}.mp4"
+        frames, seconds = video_frames(path)
+        result |= {"path": str(path), "bytes": path.stat().st_size, "frames": frames, "seconds": seconds}
+    return results
+
+
+def _tracking_camera(env_id: str) -> Any:
+    """A camera following body 1 (the root) at gymnasium's distance and elevation for the task."""
+    import importlib
+
+    import mujoco
+
+    module = importlib.import_module(gym.spec(env_id).entry_point.split(":")[0])
+    config = getattr(module, "DEFAULT_CAMERA_CONFIG", {})
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+    camera.trackbodyid = 1
+    camera.distance = float(config.get("distance", 4.0))
+    camera.elevation = float(config.get("elevation", -20.0))
+    camera.azimuth = 90.0  # side view
+    return camera
+
+
+def _write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    """Write RGB frames as an mp4 with moviepy (what gymnasium's ``RecordVideo`` uses)."""
+    try:
+        from moviepy.video.io.ImageSequenceClip import ImageSequenceClip
+    except ImportError as error:
+        raise EvaluationError(f"--video needs moviepy to write mp4 files ({_first_line(error)})") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ImageSequenceClip(frames, fps=fps).write_videofile(str(path), logger=None)
 
 
 def video_frames(path: Path) -> tuple[int, float]:

@@ -16,7 +16,8 @@ the model). InvertedPendulum, Hopper and Walker2d agree to 1e-7 ... 1e-4 over 25
 in its positions (see ``TOLERANCES``): its velocities part within one step wherever a constraint is
 active. Measured on the CPU (MuJoCo 4.0.0, mujoco-warp 4.0.0, warp-lang 1.19.0).
 
-The test costs one Warp compilation per task in the process (module-scoped fixtures), which Warp's
+The worlds run on ``AMORCTL_TEST_DEVICE`` (tests/conftest.py; the CPU when unset). The test costs one
+Warp compilation per task in the process (module-scoped fixtures), which Warp's
 kernel cache turns into a load of a few seconds after the first run on a machine.
 """
 
@@ -54,9 +55,9 @@ class Tolerance:
 
 
 TOLERANCES = {
-    "InvertedPendulum-v5": Tolerance(horizon=25, obs=1e-5, reward=1e-6),  # measured 2.0e-7, 0
-    "Hopper-v5": Tolerance(horizon=25, obs=5e-5, reward=5e-5),  # measured 4.4e-6, 4.3e-6
-    "Walker2d-v5": Tolerance(horizon=25, obs=2e-3, reward=2e-4),  # measured 1.3e-4, 1.2e-5
+    "InvertedPendulum-v5": Tolerance(horizon=10, obs=1e-5, reward=1e-6),  # measured 2.0e-7, 0
+    "Hopper-v5": Tolerance(horizon=10, obs=5e-5, reward=5e-5),  # measured 4.4e-6, 4.3e-6
+    "Walker2d-v5": Tolerance(horizon=10, obs=2e-3, reward=2e-4),  # measured 1.3e-4, 1.2e-5
     "HalfCheetah-v5": Tolerance(horizon=5, obs=2e-2, reward=2e-3),  # measured 1.3e-3, 2.3e-4
     # Ant: positions only (obs[:13]), one step after each synchronisation; measured 1.5e-2 (positions),
     # 0.19 (reward). Its velocities and contact forces part by up to O(1) within one step wherever a
@@ -149,9 +150,10 @@ def replay(env: MjWarpEnv, ref: Reference, horizon: int) -> Comparison:
         _, reward, terminated, _, info = env.step(torch.as_tensor(ref.action[index]))
         compared = alive & (starts + k < len(ref.action))
         obs = ref.obs[index][compared]
-        parts["obs"].append(np.abs(info["final_obs"].double().numpy()[compared] - obs) / (1 + np.abs(obs)))
-        parts["reward"].append(np.abs(reward.double().numpy()[compared] - ref.reward[index][compared]))
-        parts["tw"].append(terminated.numpy()[compared])
+        final_obs, reward, terminated = (x.cpu().double().numpy() for x in (info["final_obs"], reward, terminated))
+        parts["obs"].append(np.abs(final_obs[compared] - obs) / (1 + np.abs(obs)))
+        parts["reward"].append(np.abs(reward[compared] - ref.reward[index][compared]))
+        parts["tw"].append(terminated[compared].astype(bool))
         parts["tg"].append(ref.terminated[index][compared])
         parts["free"].append(ref.contact_free[index][compared])
         alive &= ~ref.terminated[index]
@@ -159,12 +161,12 @@ def replay(env: MjWarpEnv, ref: Reference, horizon: int) -> Comparison:
 
 
 @pytest.fixture(scope="module", params=list(MJ_TASKS))
-def comparison(request: pytest.FixtureRequest) -> tuple[str, Comparison]:
+def comparison(request: pytest.FixtureRequest, test_device: torch.device) -> tuple[str, Comparison]:
     """Each task's comparison, computed once per test process (one Warp compilation per task)."""
     env_id = request.param
     tolerance = TOLERANCES[env_id]
     ref = gymnasium_reference(env_id)
-    with MjWarpEnv(env_id, num_envs=-(-STEPS // tolerance.horizon)) as env:
+    with MjWarpEnv(env_id, num_envs=-(-STEPS // tolerance.horizon), device=test_device) as env:
         return env_id, replay(env, ref, tolerance.horizon)
 
 
