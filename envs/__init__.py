@@ -12,4 +12,6 @@ from amorctl.envs.iterate_gym import ITERATE_ENV_IDS, IterateGymEnv, register_it
 from amorctl.envs.mjwarp import MjWarpEnv
 from amorctl.envs.pendulum import PendulumControlEnv
 
-__all__ += ["ITERATE_ENV_IDS", "IterateEnv", "IterateGymEnv", "MjWarpEnv", "PendulumControlEnv", "register_iterate_envs"]
+__all__ += [
+    "ITERATE_ENV_IDS", "IterateEnv", "IterateGymEnv", "MjWarpEnv", "PendulumControlEnv", "register_iterate_envs",
+]

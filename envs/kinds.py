@@ -223,7 +223,8 @@ def pendulum_memory(section: PendulumEnvConfig) -> dict[str, int]:
 
 
 class MjWarpEnvConfig(Section):
-    """``env.kind: mjwarp``: a gymnasium v5 MuJoCo task (``id``) as ``num_envs`` MuJoCo Warp worlds on the run's device."""
+    """``env.kind: mjwarp``: a gymnasium v5 MuJoCo task (``id``) as ``num_envs`` MuJoCo Warp worlds on the
+    run's device."""
 
     kind: Literal["mjwarp"] = "mjwarp"
     id: str = "HalfCheetah-v5"

@@ -120,11 +120,7 @@ def _planar_walker_observation(view: MjView) -> torch.Tensor:
 def _hopper_healthy(view: MjView) -> torch.Tensor:
     """z ∈ (0.7, ∞), torso angle ∈ (−0.2, 0.2) and every entry of (qpos, qvel)[2:] ∈ (−100, 100)."""
     state = torch.cat([view.qpos[:, 2:], view.qvel], dim=1)
-    return (
-        _within(state, -100.0, 100.0).all(dim=1)
-        & (view.qpos[:, 1] > 0.7)
-        & _within(view.qpos[:, 2], -0.2, 0.2)
-    )
+    return _within(state, -100.0, 100.0).all(dim=1) & (view.qpos[:, 1] > 0.7) & _within(view.qpos[:, 2], -0.2, 0.2)
 
 
 def _walker_healthy(view: MjView) -> torch.Tensor:

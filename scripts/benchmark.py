@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sections.add_parser("iterate-throughput", help="optimizer-as-MDP environment throughput")
     p.add_argument("--num-envs", type=int, default=1024)
+    p.add_argument("--device", default="cpu", help="where the batched IterateEnv runs (e.g. cuda)")
     p.add_argument("--family", default="quadratic")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=3)
@@ -176,7 +177,8 @@ def _run_section(args: argparse.Namespace) -> str:
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
 
-        return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats)
+        return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats,
+                                  device=args.device)
 
     if args.section == "mjwarp-throughput":
         import torch

@@ -69,8 +69,12 @@ def _gymnasium_rate(env_id: str, num_envs: int, steps: int, repeats: int) -> flo
     """Env steps per second of gymnasium's SyncVectorEnv (median over ``repeats``)."""
     import gymnasium as gym
 
-    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    env = gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    )
     try:
         env.action_space.seed(SEED)
         actions = [env.action_space.sample() for _ in range(steps)]
@@ -98,8 +102,9 @@ def mjwarp_throughput(
     """A Markdown table of environment steps per second: MjWarpEnv on each device against N, then
     gymnasium's SyncVectorEnv for ``gym_num_envs``; a last column relates each row to gymnasium's best rate."""
     if min(steps, repeats, *num_envs, *gym_num_envs, 1) < 1:
-        raise ValueError(f"steps, repeats and every N must be positive, got {steps}, {repeats}, {num_envs}, "
-                         f"{gym_num_envs}")
+        raise ValueError(
+            f"steps, repeats and every N must be positive, got {steps}, {repeats}, {num_envs}, {gym_num_envs}"
+        )
     rows = []
     for name in devices:
         device = torch.device(name)
@@ -110,8 +115,13 @@ def mjwarp_throughput(
             rows.append([f"MjWarpEnv ({_device_name(device)})", n, _mjwarp_rate(env_id, n, device, steps, repeats)])
     for n in gym_num_envs:
         log(f"gymnasium SyncVectorEnv {env_id} N={n}")
-        rows.append([f"gymnasium SyncVectorEnv ({_device_name(torch.device('cpu'))})", n,
-                     _gymnasium_rate(env_id, n, max(steps, 100), repeats)])
+        rows.append(
+            [
+                f"gymnasium SyncVectorEnv ({_device_name(torch.device('cpu'))})",
+                n,
+                _gymnasium_rate(env_id, n, max(steps, 100), repeats),
+            ]
+        )
     reference = max((row[2] for row in rows if row[0].startswith("gymnasium")), default=np.nan)
     header = ["environment", "N", "env steps / s", "× gymnasium (best N)"]
     return f"{env_id}, random actions, resets included\n\n" + markdown_table(

@@ -46,8 +46,7 @@ def _film_gym(env: Any, policy: Policy, folder: Path, seed: int, episodes: int, 
     return record_video(policy, env.id, folder, seed, episodes, prefix, env.max_episode_steps)
 
 
-def _film_mjwarp(env: Any, policy: Policy, folder: Path, seed: int, episodes: int,
-                 prefix: str) -> list[dict[str, Any]]:
+def _film_mjwarp(env: Any, policy: Policy, folder: Path, seed: int, episodes: int, prefix: str) -> list[dict]:
     return record_mjwarp_video(policy, env.id, folder, seed, episodes, prefix, env.max_episode_steps)
 
 

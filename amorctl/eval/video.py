@@ -153,7 +153,7 @@ def record_mjwarp_video(
             obs = env.reset(seed=seed + k)
             frames, total, length, ended = [frame()], 0.0, 0, False
             while not ended:
-                obs, reward, terminated, truncated, info = env.step(policy(obs).cpu().float())
+                obs, _, terminated, truncated, info = env.step(policy(obs).cpu().float())
                 ended = bool(terminated[0] | truncated[0])
                 if not ended:
                     frames.append(frame())

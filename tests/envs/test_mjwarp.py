@@ -106,9 +106,9 @@ def test_bad_actions_and_ids_are_refused(pendulum: MjWarpEnv) -> None:
 def test_env_section() -> None:
     section = validate_env_section({"kind": "mjwarp", "id": "Walker2d-v5", "num_envs": 4})
     assert (section.id, section.num_envs, section.max_episode_steps) == ("Walker2d-v5", 4, 1000)
-    with pytest.raises(ConfigError, match="env.id.*Humanoid-v5"):
+    with pytest.raises(ConfigError, match=r"env\.id.*Humanoid-v5"):
         validate_env_section({"kind": "mjwarp", "id": "Humanoid-v5"})
-    with pytest.raises(ConfigError, match="env.max_episode_steps"):
+    with pytest.raises(ConfigError, match=r"env\.max_episode_steps"):
         validate_env_section({"kind": "mjwarp", "max_episode_steps": 0})
 
 
