@@ -77,8 +77,10 @@ class MjWarpEnv(BatchedEnv):
     place (``mujoco_warp.reset_data`` on those worlds, then the task's reset noise), with masks rather
     than a host-side ``if``, so the step never waits for the device.
 
-    Reset noise comes from one ``torch.Generator`` on the env's device: :meth:`reset` with a seed makes
-    what follows reproducible for a given N (gymnasium's per-copy ``seed + i`` streams are not mirrored).
+    Seeding: :meth:`reset` with a seed draws world i's initial noise from a generator seeded with
+    ``seed + i`` (so, as for gymnasium's vector environments, episode k of an evaluation is the same
+    whatever N); the automatic resets that follow draw from one ``torch.Generator`` on the env's device
+    seeded with ``seed`` (gymnasium's noise itself is not reproduced: its numpy streams differ).
 
     Args:
         env_id: ``"HalfCheetah-v5"``, ``"Hopper-v5"``, ``"Walker2d-v5"``, ``"Ant-v5"`` or ``"InvertedPendulum-v5"``.
@@ -153,11 +155,15 @@ class MjWarpEnv(BatchedEnv):
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if seed is None and self._seed is not None:
             seed, self._seed = self._seed, None
-        if seed is not None:
+        if seed is None:
+            if self._needs_reset:
+                self._generator.seed()
+            self._reset_worlds(self._all_worlds)
+        else:
+            self._reset_worlds(self._all_worlds, noise=False)
+            for world in range(self.num_envs):  # world i from seed + i, so episode k is the same whatever N
+                self._add_reset_noise(world, self._generator.manual_seed(seed + world))
             self._generator.manual_seed(seed)
-        elif self._needs_reset:
-            self._generator.seed()
-        self._reset_worlds(self._all_worlds)
         self._episode_return.zero_()
         self._episode_length.zero_()
         self._needs_reset = False
@@ -249,17 +255,25 @@ class MjWarpEnv(BatchedEnv):
         with self._on_warp_stream():
             self._mjw.reset_data(self.model, self.data, reset=self._wp.from_torch(mask))
         if noise:
-            scale = self.task.reset_noise_scale
-            qpos_noise = _uniform(self._qpos.shape, scale, self._generator)
-            if self.task.qvel_noise == "uniform":
-                qvel_noise = _uniform(self._qvel.shape, scale, self._generator)
-            else:
-                qvel_noise = scale * torch.randn(self._qvel.shape, generator=self._generator, device=self.device)
-            rows = mask.unsqueeze(1)
-            self._qpos.add_(qpos_noise * rows)
-            self._qvel.add_(qvel_noise * rows)
+            self._add_reset_noise(mask.unsqueeze(1), self._generator)
         rows = mask.view(-1, *([1] * (self._x_before.dim() - 1)))
         self._x_before = torch.where(rows, self._reset_forward_position(), self._x_before)
+
+    def _add_reset_noise(self, rows: torch.Tensor | int, generator: torch.Generator) -> None:
+        """The task's reset noise on qpos and qvel: in the rows where the (N, 1) mask ``rows`` holds, or in one row."""
+        scale = self.task.reset_noise_scale
+        qpos, qvel = (
+            (self._qpos, self._qvel) if isinstance(rows, torch.Tensor) else (self._qpos[rows], self._qvel[rows])
+        )
+        qpos_noise = _uniform(qpos.shape, scale, generator)
+        if self.task.qvel_noise == "uniform":
+            qvel_noise = _uniform(qvel.shape, scale, generator)
+        else:
+            qvel_noise = scale * torch.randn(qvel.shape, generator=generator, device=self.device)
+        if isinstance(rows, torch.Tensor):
+            qpos_noise, qvel_noise = qpos_noise * rows, qvel_noise * rows
+        qpos.add_(qpos_noise)
+        qvel.add_(qvel_noise)
 
     def _simulate(self) -> None:
         """``frame_skip`` simulator steps, then the contact forces (``cfrc_ext``) of the final state."""

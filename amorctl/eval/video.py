@@ -7,7 +7,7 @@ training (:func:`~amorctl.envs.make_gym_env`), so the video of episode k shows e
 :func:`amorctl.eval.rollouts.run_episodes` scored with that seed.
 :func:`record_mjwarp_video` films a MuJoCo Warp task (``env.kind: mjwarp``): it plays one world of an
 :class:`~amorctl.envs.MjWarpEnv` and renders each step by copying the world's joint state into a CPU
-``MjData``.
+``MjData`` drawn by gymnasium's ``MujocoRenderer``.
 
 Rendering. MuJoCo tasks render offscreen through MuJoCo's OpenGL backend named by ``MUJOCO_GL``;
 ``scripts/evaluate.py --video`` (and :func:`record_video`) set it to ``egl`` when it is unset, which
@@ -124,13 +124,15 @@ def record_mjwarp_video(
 ) -> list[dict[str, Any]]:
     """Film ``episodes`` deterministic episodes of an :class:`~amorctl.envs.MjWarpEnv` task as mp4 files in ``folder``.
 
-    Episode k is one world's episode after ``reset(seed=seed + k)`` on the CPU. After the reset and after
-    every step the world's (qpos, qvel) is copied into a CPU ``mujoco.MjData`` of the same model,
-    ``mj_forward`` places the bodies, and ``mujoco.Renderer`` draws them from a camera tracking the root
-    body at the distance and elevation of gymnasium's own camera for the task; frames are written at
-    1 / dt frames per second with moviepy, as ``RecordVideo`` does. Returns what :func:`record_video` returns.
+    Episode k is the episode of a one-world MjWarpEnv on the CPU after ``reset(seed=seed + k)``, the same
+    as :func:`amorctl.eval.rollouts.run_episodes` scores with that seed whatever its N. After the reset and
+    after every step but the last (whose end state the automatic reset replaces), the world's (qpos,
+    qvel) is copied into a CPU ``mujoco.MjData`` and drawn by gymnasium's own ``MujocoRenderer`` with the
+    task's gymnasium camera; frames are written at 1 / dt frames per second with moviepy, as
+    ``RecordVideo`` does. Returns what :func:`record_video` returns (``frames_captured`` = the length).
     """
     import mujoco
+    from gymnasium.envs.mujoco.mujoco_rendering import MujocoRenderer
 
     from amorctl.envs.mjwarp import MjWarpEnv
 
@@ -138,54 +140,42 @@ def record_mjwarp_video(
     extra = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
     env = MjWarpEnv(env_id, 1, "cpu", **extra)
     data = mujoco.MjData(env.mj_model)
-    camera = _tracking_camera(env_id)
+    renderer = MujocoRenderer(env.mj_model, data, _camera_config(env_id), width=size[0], height=size[1])
+
+    def frame() -> np.ndarray:
+        data.qpos[:], data.qvel[:] = env.world_state(0)
+        mujoco.mj_forward(env.mj_model, data)
+        return renderer.render("rgb_array").copy()
+
     results = []
     try:
-        renderer = _rendering(partial(mujoco.Renderer, env.mj_model, *size), env_id, backend)
-
-        def frame() -> np.ndarray:
-            data.qpos[:], data.qvel[:] = env.world_state(0)
-            mujoco.mj_forward(env.mj_model, data)
-            renderer.update_scene(data, camera)
-            return renderer.render().copy()
-
         for k in range(episodes):
             obs = env.reset(seed=seed + k)
-            frames, total, length, ended = [frame()], 0.0, 0, False
+            frames, ended = [_rendering(frame, env_id, backend)], False
             while not ended:
                 obs, _, terminated, truncated, info = env.step(policy(obs).cpu().float())
                 ended = bool(terminated[0] | truncated[0])
                 if not ended:
                     frames.append(frame())
-                total, length = float(info["episode_return"][0]), int(info["episode_length"][0])
-            path = Path(folder) / f"{name_prefix}-episode-{k}.mp4"
-            _write_mp4(frames, path, fps=round(1.0 / env.dt))
-            results.append({"seed": seed + k, "return": total, "length": length, "frames_captured": len(frames)})
-        renderer.close()
+            _write_mp4(frames, Path(folder) / f"{name_prefix}-episode-{k}.mp4", fps=round(1.0 / env.dt))
+            results.append({"seed": seed + k, "return": float(info["episode_return"][0]),
+                            "length": int(info["episode_length"][0]), "frames_captured": len(frames)})
     finally:
+        renderer.close()
         env.close()
-    for result, k in zip(results, range(episodes)):
+    for k, result in enumerate(results):
         path = Path(folder) / f"{name_prefix}-episode-{k}.mp4"
         frames, seconds = video_frames(path)
         result |= {"path": str(path), "bytes": path.stat().st_size, "frames": frames, "seconds": seconds}
     return results
 
 
-def _tracking_camera(env_id: str) -> Any:
-    """A camera following body 1 (the root) at gymnasium's distance and elevation for the task."""
+def _camera_config(env_id: str) -> dict[str, Any]:
+    """gymnasium's camera settings for the task (``DEFAULT_CAMERA_CONFIG`` of its ``*_v5`` module)."""
     import importlib
 
-    import mujoco
-
     module = importlib.import_module(gym.spec(env_id).entry_point.split(":")[0])
-    config = getattr(module, "DEFAULT_CAMERA_CONFIG", {})
-    camera = mujoco.MjvCamera()
-    camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-    camera.trackbodyid = 1
-    camera.distance = float(config.get("distance", 4.0))
-    camera.elevation = float(config.get("elevation", -20.0))
-    camera.azimuth = 90.0  # side view
-    return camera
+    return dict(getattr(module, "DEFAULT_CAMERA_CONFIG", {}))
 
 
 def _write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> None:
