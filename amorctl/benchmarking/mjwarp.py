@@ -34,7 +34,7 @@ def _device_name(device: torch.device) -> str:
 
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return "CPU: " + next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model"))
+        return "CPU: " + next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         return f"CPU: {platform.processor() or platform.machine()}"
 
