@@ -119,6 +119,7 @@ class MjWarpEnv(BatchedEnv):
             raise ValueError(f"MjWarpEnv runs on 'cpu' or 'cuda', got device {device}")
         self.name, self.num_envs, self.device = env_id, num_envs, device
         self.max_episode_steps = max_episode_steps
+        self._nconmax, self._njmax = nconmax, njmax
         self.mj_model = mujoco.MjModel.from_xml_path(self.task.xml_path)
         self.dt = float(self.mj_model.opt.timestep) * self.task.frame_skip
         self._warp_device = self._wp.get_device(str(device))
@@ -282,15 +283,27 @@ class MjWarpEnv(BatchedEnv):
                 self._substeps()
                 return
             if self._graph is None:
+                # Kernels are built on their first launch, which a capture cannot hold: launch them once on a
+                # one-world scratch copy (same model and allocations), then capture on the worlds themselves.
+                self._substeps(self._scratch_data())
                 with self._wp.ScopedCapture(device=self._warp_device) as capture:
                     self._substeps()
                 self._graph = capture.graph
             self._wp.capture_launch(self._graph)
 
-    def _substeps(self) -> None:
+    def _substeps(self, data: Any = None) -> None:
+        data = self.data if data is None else data
         for _ in range(self.task.frame_skip):
-            self._mjw.step(self.model, self.data)
-        self._mjw.rne_postconstraint(self.model, self.data)
+            self._mjw.step(self.model, data)
+        self._mjw.rne_postconstraint(self.model, data)
+
+    def _scratch_data(self) -> Any:
+        """One world with this env's per-world contact and constraint allocations (for warming kernels up)."""
+        import mujoco
+
+        return self._mjw.put_data(
+            self.mj_model, mujoco.MjData(self.mj_model), nworld=1, nconmax=self._nconmax, njmax=self._njmax
+        )
 
     @contextlib.contextmanager
     def _on_warp_stream(self) -> Iterator[None]:
