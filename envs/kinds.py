@@ -121,6 +121,15 @@ def env_dims(section: Section) -> tuple[int, int]:
         return env.observation_dim, env.action_dim
 
 
+def checked_id(env_id: str, check: Callable[[str], Any]) -> str:
+    """``env_id`` when ``check(env_id)`` accepts it; its ``ValueError`` again, naming the key ``env.id``."""
+    try:
+        check(env_id)
+    except ValueError as error:
+        raise ValueError(f"config key 'env.id': {error}") from None
+    return env_id
+
+
 class GymEnvConfig(Section):
     """``env.kind: gym``: a gymnasium task with a Box action space (``id``), ``num_envs`` copies."""
 
@@ -134,11 +143,7 @@ class GymEnvConfig(Section):
     @field_validator("id")
     @classmethod
     def _registered(cls, env_id: str) -> str:
-        try:
-            check_env_id(env_id)
-        except ValueError as error:
-            raise ValueError(f"config key 'env.id': {error}") from None
-        return env_id
+        return checked_id(env_id, check_env_id)
 
 
 GYM_COPY_BYTES = 2**20
@@ -238,11 +243,7 @@ class MjWarpEnvConfig(Section):
     @field_validator("id")
     @classmethod
     def _offered(cls, env_id: str) -> str:
-        try:
-            mj_task(env_id)
-        except ValueError as error:
-            raise ValueError(f"config key 'env.id': {error}") from None
-        return env_id
+        return checked_id(env_id, mj_task)
 
 
 MJWARP_WORLD_BYTES = 2**18

@@ -132,7 +132,6 @@ class MjWarpEnv(BatchedEnv):
         self._qpos, self._qvel = to_torch(self.data.qpos), to_torch(self.data.qvel)
         self._ctrl, self._xpos = to_torch(self.data.ctrl), to_torch(self.data.xpos)
         self._cfrc_ext = to_torch(self.data.cfrc_ext)
-        self._qpos0 = torch.as_tensor(self.mj_model.qpos0, dtype=torch.float32, device=device)
 
         ctrlrange = self.mj_model.actuator_ctrlrange.astype(np.float32)
         action_map = ActionMap(env_id, gym.spaces.Box(ctrlrange[:, 0], ctrlrange[:, 1], dtype=np.float32))

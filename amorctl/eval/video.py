@@ -102,6 +102,11 @@ def record_video(
             env.close()
         raise
     env.close()  # writes the last episode's video (each reset wrote the one before)
+    return _with_video_files(results, folder, name_prefix)
+
+
+def _with_video_files(results: list[dict[str, Any]], folder: Path, name_prefix: str) -> list[dict[str, Any]]:
+    """Each episode's result with its video's path, size in bytes, and frames and seconds as ffmpeg decodes them."""
     for k, result in enumerate(results):
         path = Path(folder) / f"{name_prefix}-episode-{k}.mp4"
         if not path.is_file():
@@ -163,11 +168,7 @@ def record_mjwarp_video(
     finally:
         renderer.close()
         env.close()
-    for k, result in enumerate(results):
-        path = Path(folder) / f"{name_prefix}-episode-{k}.mp4"
-        frames, seconds = video_frames(path)
-        result |= {"path": str(path), "bytes": path.stat().st_size, "frames": frames, "seconds": seconds}
-    return results
+    return _with_video_files(results, folder, name_prefix)
 
 
 def _camera_config(env_id: str) -> dict[str, Any]:
