@@ -129,8 +129,9 @@ def record_mjwarp_video(
 ) -> list[dict[str, Any]]:
     """Film ``episodes`` deterministic episodes of an :class:`~amorctl.envs.MjWarpEnv` task as mp4 files in ``folder``.
 
-    Episode k is the episode of a one-world MjWarpEnv on the CPU after ``reset(seed=seed + k)``, the same
-    as :func:`amorctl.eval.rollouts.run_episodes` scores with that seed whatever its N. After the reset and
+    Episode k is the episode of a one-world MjWarpEnv on the CPU after ``reset(seed=seed + k)``, the one
+    :func:`amorctl.eval.rollouts.run_episodes` scores with that seed whatever its N (to float32 rounding:
+    with contacts, a one-world and an N-world simulation can differ in the last bits). After the reset and
     after every step but the last (whose end state the automatic reset replaces), the world's (qpos,
     qvel) is copied into a CPU ``mujoco.MjData`` and drawn by gymnasium's own ``MujocoRenderer`` with the
     task's gymnasium camera; frames are written at 1 / dt frames per second with moviepy, as
