@@ -15,28 +15,21 @@ float64 MuJoCo per copy, stepped one after another on one CPU core.
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from amorctl.benchmarking.common import log, markdown_table, median
+from amorctl.benchmarking.common import command_line, cpu_name, log, machine_info, markdown_table, median
 
 SEED = 0
 
 
 def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"CUDA: {torch.cuda.get_device_name(device)}"
-    import platform
-    import subprocess
-
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return "CPU: " + next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return f"CPU: {platform.processor() or platform.machine()}"
+    """The card (CUDA) or the CPU model, as the table names the device."""
+    return f"CUDA: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else f"CPU: {cpu_name()}"
 
 
 def _synchronize(device: torch.device) -> None:
@@ -124,6 +117,9 @@ def mjwarp_throughput(
         )
     reference = max((row[2] for row in rows if row[0].startswith("gymnasium")), default=np.nan)
     header = ["environment", "N", "env steps / s", "× gymnasium (best N)"]
-    return f"{env_id}, random actions, resets included\n\n" + markdown_table(
-        header, [[*row, row[2] / reference] for row in rows]
+    table = markdown_table(header, [[*row, row[2] / reference] for row in rows])
+    versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in ("mujoco-warp", "warp-lang"))
+    return (
+        f"{env_id}, random actions, resets included\n\n{table}\n\n"
+        f"Command: `{command_line()}`  \nMachine: {machine_info()}; {versions}"
     )
