@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amorctl.envs.mjwarp_tasks import MJ_TASKS
 from amorctl.run.errors import AmorctlError
 
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sections.add_parser("mjwarp-throughput", help="MuJoCo Warp environment steps/s against N (CPU, and CUDA "
                             "when available), next to gymnasium's vector environments")
-    p.add_argument("--id", default="HalfCheetah-v5", help="an MjWarpEnv task")
+    p.add_argument("--id", default="HalfCheetah-v5", choices=list(MJ_TASKS), help="an MjWarpEnv task")
     p.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 256, 1024])
     p.add_argument("--device", nargs="+", default=None, help="devices to run MjWarpEnv on (default: cpu, and cuda "
                    "when available)")
