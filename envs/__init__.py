@@ -11,6 +11,7 @@ from amorctl.envs.admm import ADMMEnv
 from amorctl.envs.admm_gym import ADMMGymEnv
 from amorctl.envs.iterate import IterateEnv
 from amorctl.envs.iterate_gym import ITERATE_ENV_IDS, IterateGymEnv, register_iterate_envs
+from amorctl.envs.mjwarp import MjWarpEnv
 from amorctl.envs.pendulum import PendulumControlEnv
 
 __all__ += [
@@ -19,6 +20,7 @@ __all__ += [
     "ADMMGymEnv",
     "IterateEnv",
     "IterateGymEnv",
+    "MjWarpEnv",
     "PendulumControlEnv",
     "register_iterate_envs",
 ]

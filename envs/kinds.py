@@ -2,8 +2,9 @@
 
 Shipped kinds: ``gym`` (a gymnasium task behind :class:`~amorctl.envs.GymVectorEnv`), ``iterate``
 (a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`), ``pendulum_mpc`` (the
-``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`) and ``admm``
-(OSQP's ADMM on a QP family with ρ as the action, :class:`~amorctl.envs.ADMMEnv`). A kind
+``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`), ``admm``
+(OSQP's ADMM on a QP family with ρ as the action, :class:`~amorctl.envs.ADMMEnv`) and ``mjwarp`` (gymnasium
+v5's MuJoCo tasks as N worlds of MuJoCo Warp, :class:`~amorctl.envs.mjwarp.MjWarpEnv`). A kind
 of your own is a :class:`~amorctl.schema.Section` with ``kind: Literal[<name>]`` and ``num_envs``, a function
 ``make(section, num_envs, device) -> BatchedEnv``, and one :func:`register_env_kind` call.
 """
@@ -21,6 +22,7 @@ from amorctl.envs.admm import ADMMEnv
 from amorctl.envs.base import BatchedEnv
 from amorctl.envs.gym_adapter import GymVectorEnv, Vectorization, check_env_id
 from amorctl.envs.iterate import IterateEnv
+from amorctl.envs.mjwarp import DEFAULT_MAX_EPISODE_STEPS, MjWarpEnv, mj_task
 from amorctl.envs.pendulum import PendulumControlEnv
 from amorctl.problems import ProblemArgumentError, make_problem
 from amorctl.problems.qp import QP_FAMILIES, make_qp_family
@@ -122,6 +124,15 @@ def env_dims(section: Section) -> tuple[int, int]:
         return env.observation_dim, env.action_dim
 
 
+def checked_id(env_id: str, check: Callable[[str], Any]) -> str:
+    """``env_id`` when ``check(env_id)`` accepts it; its ``ValueError`` again, naming the key ``env.id``."""
+    try:
+        check(env_id)
+    except ValueError as error:
+        raise ValueError(f"config key 'env.id': {error}") from None
+    return env_id
+
+
 class GymEnvConfig(Section):
     """``env.kind: gym``: a gymnasium task with a Box action space (``id``), ``num_envs`` copies."""
 
@@ -135,11 +146,7 @@ class GymEnvConfig(Section):
     @field_validator("id")
     @classmethod
     def _registered(cls, env_id: str) -> str:
-        try:
-            check_env_id(env_id)
-        except ValueError as error:
-            raise ValueError(f"config key 'env.id': {error}") from None
-        return env_id
+        return checked_id(env_id, check_env_id)
 
 
 GYM_COPY_BYTES = 2**20
@@ -264,7 +271,41 @@ def admm_memory(section: ADMMEnvConfig) -> dict[str, int]:
     return {"the QP's matrices (env.family sizes)": 8 * (3 * n * n + 2 * m * n + 12 * (n + m))}
 
 
+class MjWarpEnvConfig(Section):
+    """``env.kind: mjwarp``: a gymnasium v5 MuJoCo task (``id``) as ``num_envs`` MuJoCo Warp worlds on the
+    run's device."""
+
+    kind: Literal["mjwarp"] = "mjwarp"
+    id: str = "HalfCheetah-v5"
+    num_envs: PositiveInt = 1
+    max_episode_steps: PositiveInt = DEFAULT_MAX_EPISODE_STEPS
+    nconmax: PositiveInt | None = None
+    """Contacts allocated per world (MuJoCo Warp's heuristic when unset)."""
+    njmax: PositiveInt | None = None
+    """Constraint rows allocated per world (MuJoCo Warp's heuristic when unset)."""
+
+    @field_validator("id")
+    @classmethod
+    def _offered(cls, env_id: str) -> str:
+        return checked_id(env_id, mj_task)
+
+
+MJWARP_WORLD_BYTES = 2**18
+"""A rough upper estimate of one MuJoCo Warp world of the five tasks: the Data arrays of one world, with
+MuJoCo Warp's default contact and constraint allocations, sum to 15 KiB (InvertedPendulum) ... 28 KiB (Ant)."""
+
+
+def mjwarp_memory(section: MjWarpEnvConfig) -> dict[str, int]:
+    return {"a MuJoCo Warp world (env.num_envs, env.nconmax, env.njmax)": MJWARP_WORLD_BYTES}
+
+
+def make_mjwarp(section: MjWarpEnvConfig, num_envs: int, device: torch.device) -> MjWarpEnv:
+    return MjWarpEnv(section.id, num_envs, device, max_episode_steps=section.max_episode_steps,
+                     nconmax=section.nconmax, njmax=section.njmax)
+
+
 register_env_kind("gym", GymEnvConfig, make_gym, gym_memory)
 register_env_kind("iterate", IterateEnvConfig, make_iterate, iterate_memory)
 register_env_kind("pendulum_mpc", PendulumEnvConfig, make_pendulum, pendulum_memory)
 register_env_kind("admm", ADMMEnvConfig, make_admm, admm_memory)
+register_env_kind("mjwarp", MjWarpEnvConfig, make_mjwarp, mjwarp_memory)

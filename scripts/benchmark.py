@@ -11,8 +11,10 @@ under the current load and with two busy-loop processes more), ``lista`` (LISTA 
 NMSE against layers / iterations on the sparse-coding setting), ``semi-amortized`` (fully- and
 semi-amortized models × gradient estimators on one family with one training budget) and ``estimators``
 (the gradient estimators' bias and variance against the exact gradient on quadratics, and a training step's
-memory against K for implicit and bptt) and ``admm-throughput`` (QPs solved per second by the batched ADMM
-solver at N = 1, 64, 1024 against the osqp package called in a loop on the same problems). Record results in
+memory against K for implicit and bptt), ``admm-throughput`` (QPs solved per second by the batched ADMM
+solver at N = 1, 64, 1024 against the osqp package called in a loop on the same problems) and ``mjwarp-throughput``
+(MuJoCo Warp environment steps per second against N on the CPU and CUDA, next to gymnasium's vector
+environments). Record results in
 ``benchmarks/RESULTS.md``.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amorctl.envs.mjwarp_tasks import MJ_TASKS
 from amorctl.run.errors import AmorctlError
 
 
@@ -62,8 +65,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sections.add_parser("iterate-throughput", help="optimizer-as-MDP environment throughput")
     p.add_argument("--num-envs", type=int, default=1024)
+    p.add_argument("--device", default="cpu", help="where the batched IterateEnv runs (e.g. cuda)")
     p.add_argument("--family", default="quadratic")
     p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=3)
+
+    p = sections.add_parser("mjwarp-throughput", help="MuJoCo Warp environment steps/s against N (CPU, and CUDA "
+                            "when available), next to gymnasium's vector environments")
+    p.add_argument("--id", default="HalfCheetah-v5", choices=list(MJ_TASKS), help="an MjWarpEnv task")
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 256, 1024])
+    p.add_argument("--device", nargs="+", default=None, help="devices to run MjWarpEnv on (default: cpu, and cuda "
+                   "when available)")
+    p.add_argument("--gym-num-envs", type=int, nargs="*", default=[1, 16])
+    p.add_argument("--steps", type=int, default=10, help="timed vectorized steps per repeat")
     p.add_argument("--repeats", type=int, default=3)
 
     p = sections.add_parser("expert-sensitivity", help="the Barzilai–Borwein expert's mean gaps under small "
@@ -185,7 +199,16 @@ def _run_section(args: argparse.Namespace) -> str:
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
 
-        return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats)
+        return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats,
+                                  device=args.device)
+
+    if args.section == "mjwarp-throughput":
+        import torch
+
+        from amorctl.benchmarking.mjwarp import mjwarp_throughput
+
+        devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+        return mjwarp_throughput(args.id, args.num_envs, args.steps, args.repeats, devices, args.gym_num_envs)
 
     if args.section == "gym-ids-sb3":
         from amorctl.benchmarking.gym_ids import gym_ids_sb3

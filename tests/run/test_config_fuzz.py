@@ -40,6 +40,9 @@ ITERATE = ["--config", str(ROOT / "configs" / "td3_opt_quadratic.yaml"), *TD3_CO
 ADMM = ["--config", str(ROOT / "configs" / "td3_opt_quadratic.yaml"), *TD3_COMMON,
         "env={kind: admm, num_envs: 1, family: {name: random_qp, n: 3}, admm: {max_steps: 3}}"]
 """A TD3 run on OSQP's ADMM iterations of 3-variable random QPs (ρ as the action) of a few transitions."""
+MJWARP = ["--config", str(ROOT / "configs" / "td3_halfcheetah_mjwarp.yaml"), *TD3_COMMON, "env.num_envs=1",
+          "train.max_wall_seconds=60"]
+"""A TD3 run on HalfCheetah-v5 in MuJoCo Warp of a few transitions."""
 
 HUGE = "10000000000000"
 
@@ -274,6 +277,14 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("admm-range-negative", ADMM, ["env.admm.rho_log_range=-2"], "'env.admm.rho_log_range'"),
     ("admm-with-iterate-key", ADMM, ["env.iterate={max_iterations: 3}"], "'env.iterate'"),
     # --------------------------------------------------------------------------- td3: env (iterate)
+    # ------------------------------------------------------------------------------ td3: env (mjwarp)
+    ("mjwarp-id-unknown", MJWARP, ["env.id=Humanoid-v5"], "'env.id'"),
+    ("mjwarp-id-typo", MJWARP, ["env.id=Hopper-v4"], "did you mean 'Hopper-v5'"),
+    ("mjwarp-with-vectorization", MJWARP, ["env.vectorization=sync"], "'env.vectorization'"),
+    ("mjwarp-nconmax-zero", MJWARP, ["env.nconmax=0"], "'env.nconmax'"),
+    ("mjwarp-njmax-bool", MJWARP, ["env.njmax=true"], "'env.njmax'"),
+    ("mjwarp-max-steps-zero", MJWARP, ["env.max_episode_steps=0"], "'env.max_episode_steps'"),
+    ("mjwarp-num-envs-memory", MJWARP, ["env.num_envs=1000000000", "td3.buffer_size=1000000000"], "env.num_envs"),
     ("iterate-with-id", ITERATE, ["env.id=Pendulum-v1"], "'env.id'"),
     ("iterate-num-envs-huge", ITERATE, [f"env.num_envs={HUGE}"], "env.num_envs"),
     ("iterate-problem-not-section", ITERATE, ["env.problem=quadratic"], "'env.problem'"),
