@@ -318,6 +318,16 @@ class MjWarpEnv(BatchedEnv):
             torch_stream.wait_stream(warp_stream)
 
 
+def compile_kernels(device: torch.device | str = "cpu", env_ids: tuple[str, ...] = tuple(MJ_TASKS)) -> None:
+    """Compile every task's Warp kernels on ``device`` into Warp's kernel cache (or load them from it): one
+    world, one reset and one step each. Later processes then load the binaries in seconds; ``.ci/run``
+    calls this once before the tests, so that a cold cache is paid outside the test suite."""
+    for env_id in env_ids:
+        with MjWarpEnv(env_id, num_envs=1, device=device, seed=0) as env:
+            env.reset()
+            env.step(torch.zeros(1, env.action_dim, device=env.device))
+
+
 def _uniform(shape: torch.Size, scale: float, generator: torch.Generator) -> torch.Tensor:
     """U(-scale, scale) samples on the generator's device."""
     return (2 * torch.rand(shape, generator=generator, device=generator.device) - 1) * scale
