@@ -61,8 +61,9 @@ def execute(function: Callable[[Any], Any], jobs: list[Any], backend: Backend) -
     else:
         threads = max(1, int(backend.cpus_per_job))
         context = get_context("spawn")
-        with context.Pool(min(backend.workers, len(jobs)), initializer=_worker_init, initargs=(os.getpid(), threads)) \
-                as pool:  # leaving the block terminates the workers, also on an interrupt
+        with context.Pool(
+            min(backend.workers, len(jobs)), initializer=_worker_init, initargs=(os.getpid(), threads)
+        ) as pool:  # leaving the block terminates the workers, also on an interrupt
             yield from pool.imap_unordered(function, jobs)
 
 

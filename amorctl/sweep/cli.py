@@ -14,17 +14,38 @@ from amorctl.sweep.backends import BACKENDS, Backend
 
 def add_backend_options(parser: argparse.ArgumentParser, unit: str) -> None:
     """``--workers``, ``--backend``, ``--ray-address`` and the per-``unit`` resource requests."""
-    parser.add_argument("--workers", type=int, default=1,
-                        help=f"{unit}s at a time on the local backend, each in its own process (default: 1)")
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help=f"local: this machine's process pool; ray: every {unit} a Ray task (default: local)")
-    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                        help="with --backend ray: a running cluster ('auto', or ray://host:10001); "
-                             "default: start a local Ray instance")
-    parser.add_argument(f"--cpus-per-{unit}", dest="cpus", type=float, default=1.0,
-                        help=f"CPUs each {unit} requests from Ray and torch threads it uses (default: 1)")
-    parser.add_argument(f"--gpus-per-{unit}", dest="gpus", type=float, default=0.0,
-                        help=f"GPUs each {unit} requests from Ray, e.g. 0.5 to share one by two (default: 0)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=f"{unit}s at a time on the local backend, each in its own process (default: 1)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help=f"local: this machine's process pool; ray: every {unit} a Ray task (default: local)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="with --backend ray: a running cluster ('auto', or ray://host:10001); default: start a local Ray instance",
+    )
+    parser.add_argument(
+        f"--cpus-per-{unit}",
+        dest="cpus",
+        type=float,
+        default=1.0,
+        help=f"CPUs each {unit} requests from Ray and torch threads it uses (default: 1)",
+    )
+    parser.add_argument(
+        f"--gpus-per-{unit}",
+        dest="gpus",
+        type=float,
+        default=0.0,
+        help=f"GPUs each {unit} requests from Ray, e.g. 0.5 to share one by two (default: 0)",
+    )
 
 
 def backend_of(args: argparse.Namespace) -> Backend:
@@ -48,18 +69,25 @@ def sweep_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sweep.py",
         description="Search hyper-parameters with Optuna: every trial a run of the config with the search "
-                    "space's values. Running the same command again resumes the study. Overrides are "
-                    "dotted.key=value pairs applied to the config before the space's values (e.g. "
-                    "train.total_steps=8000).",
+        "space's values. Running the same command again resumes the study. Overrides are "
+        "dotted.key=value pairs applied to the config before the space's values (e.g. "
+        "train.total_steps=8000).",
     )
     parser.add_argument("--config", type=Path, default=None, help=f"YAML config (default: {DEFAULT_CONFIG.name})")
     parser.add_argument("--space", type=Path, required=True, help="search-space YAML (see configs/spaces/)")
     parser.add_argument("--trials", type=int, default=20, help="trials the study should have finished (default: 20)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="sweep folder: study.db, trials/, best_config.yaml, plots (default: sweeps/<name>)")
-    parser.add_argument("--study-name", default=None, help="the study's name in the storage (default: the config's name)")
-    parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL (default: sqlite:///<out>/study.db; a cluster: a PostgreSQL URL)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="sweep folder: study.db, trials/, best_config.yaml, plots (default: sweeps/<name>)",
+    )
+    parser.add_argument("--study-name", help="the study's name in its storage (default: the config's name)")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: sqlite:///<out>/study.db; a cluster: a PostgreSQL URL)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default: 0)")
     add_backend_options(parser, "trial")
     _add_import_option(parser)
@@ -89,20 +117,31 @@ def _sweep(args: argparse.Namespace) -> None:
     config = validate_config(raw)
     space = load_space(args.space, raw)
     out = args.out or Path("sweeps") / config.name
-    run_sweep(raw, space, args.trials, backend, out, args.study_name or config.name, args.storage, args.imports,
-              args.seed)
+    run_sweep(
+        raw, space, args.trials, backend, out, args.study_name or config.name, args.storage, args.imports, args.seed
+    )
 
 
 def add_seed_options(parser: argparse.ArgumentParser) -> None:
     """``train.py``'s options for a group of seeds."""
-    parser.add_argument("--seeds", default=None, metavar="SEEDS",
-                        help="train once per seed (0-4, or 1,3,7) and write the aggregate: IQM with 95%% bootstrap CI, "
-                             "mean, standard error, median, curves with their band (JSON, PNG, TensorBoard)")
-    parser.add_argument("--metric", default=None,
-                        help="with --seeds: the final metric of eval/metrics.json to aggregate "
-                             "(default: mean_return, else objective_gap_mean)")
-    parser.add_argument("--curve-metric", default=None,
-                        help="with --seeds: the evaluation key whose curves get a band (default: from --metric)")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        metavar="SEEDS",
+        help="train once per seed (0-4, or 1,3,7) and write the aggregate: IQM with 95%% bootstrap CI, "
+        "mean, standard error, median, curves with their band (JSON, PNG, TensorBoard)",
+    )
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="with --seeds: the final metric of eval/metrics.json to aggregate "
+        "(default: mean_return, else objective_gap_mean)",
+    )
+    parser.add_argument(
+        "--curve-metric",
+        default=None,
+        help="with --seeds: the evaluation key whose curves get a band (default: from --metric)",
+    )
     add_backend_options(parser, "run")
 
 

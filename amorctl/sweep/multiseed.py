@@ -49,8 +49,13 @@ def seed_job(job: dict[str, Any]) -> dict[str, Any]:
         outcome = train_raw(job["raw"], job["imports"])
     except Exception as error:  # a NaN stop or an exception inside one seed must not lose the other seeds
         return {"seed": job["seed"], "run_dir": None, "error": f"{type(error).__name__}: {error}"}
-    return {"seed": job["seed"], "run_dir": outcome.run_dir, "metrics": outcome.metrics, "curve": outcome.curve,
-            "error": None}
+    return {
+        "seed": job["seed"],
+        "run_dir": outcome.run_dir,
+        "metrics": outcome.metrics,
+        "curve": outcome.curve,
+        "error": None,
+    }
 
 
 def run_seeds(
@@ -82,8 +87,9 @@ def run_seeds(
     return group
 
 
-def write_aggregate(group: Path, results: list[dict[str, Any]], metric: str | None = None,
-                    curve_metric: str | None = None) -> dict[str, Any]:
+def write_aggregate(
+    group: Path, results: list[dict[str, Any]], metric: str | None = None, curve_metric: str | None = None
+) -> dict[str, Any]:
     """Statistics of the seeds' final ``metric`` and band of their ``curve_metric`` curves → JSON, PNG, TensorBoard."""
     from amorctl.eval.reports import write_json
 
@@ -97,28 +103,39 @@ def write_aggregate(group: Path, results: list[dict[str, Any]], metric: str | No
     eval_keys = {key for r in finished for _, evaluation in r["curve"] for key in evaluation}
     curve_metric = curve_metric or (metric if metric in eval_keys else metric.removesuffix("_mean"))
     if curve_metric not in eval_keys:
-        raise ConfigError(f"--curve-metric {curve_metric!r} is not an evaluation key of these runs "
-                          f"(they log {', '.join(sorted(eval_keys))})")
+        raise ConfigError(
+            f"--curve-metric {curve_metric!r} is not an evaluation key of these runs "
+            f"(they log {', '.join(sorted(eval_keys))})"
+        )
     finals = [float(r["metrics"][metric]) for r in finished]
     curves = {r["seed"]: dict(curve_of(r["curve"], curve_metric)) for r in finished}
     aggregate = {
         "metric": metric,
         "curve_metric": curve_metric,
-        "seeds": [{"seed": r["seed"], "run_dir": r["run_dir"], "error": r["error"],
-                   metric: r["metrics"].get(metric) if r["error"] is None else None} for r in results],
+        "seeds": [
+            {
+                "seed": r["seed"],
+                "run_dir": r["run_dir"],
+                "error": r["error"],
+                metric: r["metrics"].get(metric) if r["error"] is None else None,
+            }
+            for r in results
+        ],
         "final": summarize(finals),
         "curve": curve_band(curves),
-        "curves": {str(seed): [[step, value] for step, value in sorted(curve.items())] for seed, curve in curves.items()},
+        "curves": {str(seed): sorted([step, value] for step, value in curve.items()) for seed, curve in curves.items()},
         "statistics": "IQM = mean of the middle values after dropping floor(n/4) at each end; 95 % percentile-"
-                      "bootstrap CIs from 10000 (final) / 2000 (per step) resamples, seed 0; stderr = s/sqrt(n)",
+        "bootstrap CIs from 10000 (final) / 2000 (per step) resamples, seed 0; stderr = s/sqrt(n)",
     }
     write_json(group / "aggregate.json", aggregate)
     _plot(group / "aggregate.png", aggregate)
     _tensorboard(group / "events", aggregate)
     final = aggregate["final"]
-    print(f"{metric} over {final['n']} seeds: IQM {final['iqm']:.4g} "
-          f"[{final['iqm_ci_low']:.4g}, {final['iqm_ci_high']:.4g}] (95 % CI), mean {final['mean']:.4g} "
-          f"± {final['stderr']:.3g} (stderr), median {final['median']:.4g}")
+    print(
+        f"{metric} over {final['n']} seeds: IQM {final['iqm']:.4g} "
+        f"[{final['iqm_ci_low']:.4g}, {final['iqm_ci_high']:.4g}] (95 % CI), mean {final['mean']:.4g} "
+        f"± {final['stderr']:.3g} (stderr), median {final['median']:.4g}"
+    )
     print(f"aggregate: {group / 'aggregate.json'}, {group / 'aggregate.png'}")
     return aggregate
 
@@ -141,9 +158,15 @@ def _plot(path: Path, aggregate: dict[str, Any]) -> None:
     left.legend(fontsize=7)
     values = [s[aggregate["metric"]] for s in aggregate["seeds"] if s["error"] is None]
     right.scatter([0.0] * len(values), values, color="C1", zorder=3, label="seeds")
-    right.errorbar([0.0], [final["iqm"]], yerr=[[final["iqm"] - final["iqm_ci_low"]],
-                                                 [final["iqm_ci_high"] - final["iqm"]]],
-                   fmt="s", color="black", capsize=6, label="IQM, 95 % CI")
+    right.errorbar(
+        [0.0],
+        [final["iqm"]],
+        yerr=[[final["iqm"] - final["iqm_ci_low"]], [final["iqm_ci_high"] - final["iqm"]]],
+        fmt="s",
+        color="black",
+        capsize=6,
+        label="IQM, 95 % CI",
+    )
     right.set_xticks([])
     right.set_ylabel(f"final {aggregate['metric']}")
     right.legend(fontsize=7)
@@ -158,8 +181,16 @@ def _tensorboard(folder: Path, aggregate: dict[str, Any]) -> None:
     band, name = aggregate["curve"], aggregate["curve_metric"]
     writer = SummaryWriter(str(folder))
     try:
-        writer.add_custom_scalars({"seeds": {f"{name} IQM, 95 % CI": [
-            "Margin", [f"seeds/{name}/iqm", f"seeds/{name}/ci_low", f"seeds/{name}/ci_high"]]}})
+        writer.add_custom_scalars(
+            {
+                "seeds": {
+                    f"{name} IQM, 95 % CI": [
+                        "Margin",
+                        [f"seeds/{name}/iqm", f"seeds/{name}/ci_low", f"seeds/{name}/ci_high"],
+                    ]
+                }
+            }
+        )
         for i, step in enumerate(band["step"]):
             for key in ("iqm", "ci_low", "ci_high", "mean"):
                 writer.add_scalar(f"seeds/{name}/{key}", band[key][i], step)

@@ -46,8 +46,11 @@ DISTRIBUTIONS = {
 
 SUMMARIES = ("final", "auc")
 DIRECTIONS = ("maximize", "minimize")
-PRUNERS = {"median": ("startup_trials", "warmup_steps"), "successive_halving": ("min_resource", "reduction_factor"),
-           "none": ()}
+PRUNERS = {
+    "median": ("startup_trials", "warmup_steps"),
+    "successive_halving": ("min_resource", "reduction_factor"),
+    "none": (),
+}
 """Pruner kind → the keys it takes (``kind`` aside)."""
 
 
@@ -154,8 +157,8 @@ def check_against_config(params: tuple[Param, ...], base: dict[str, Any], where:
         parts = param.key.split(".")
         for depth, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
-                known = list(node) if isinstance(node, dict) else []
                 prefix = ".".join(parts[:depth])
+                known = list(node) if isinstance(node, dict) else []
                 section = f" (section {prefix!r})" if prefix else ""
                 raise ConfigError(
                     f"{where}: param {param.key!r} is not a setting of the config{section}{closest(part, known)}"
@@ -249,8 +252,11 @@ def _param(key: str, spec: Any, where: str) -> Param:
     for bound in ("low", "high"):
         value = spec.get(bound)
         integral = kind == "int"
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or (
-            integral and value != int(value)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or (integral and value != int(value))
         ):
             expected = "an integer" if integral else "a finite number"
             raise ConfigError(f"{where}: {name} needs '{bound}' as {expected}, got {value!r}")

@@ -56,19 +56,22 @@ def storage_for(url: str) -> optuna.storages.RDBStorage:
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+        )
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     """The space's pruner: median (startup 2 trials by default) or successive halving (Li et al., 2020, ASHA)."""
     settings = space.pruner.settings
     if space.pruner.kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=settings.get("startup_trials", 2),
-                                           n_warmup_steps=settings.get("warmup_steps", 0))
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=settings.get("startup_trials", 2), n_warmup_steps=settings.get("warmup_steps", 0)
+        )
     if space.pruner.kind == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=settings.get("min_resource", "auto"),
-                                                      reduction_factor=settings.get("reduction_factor", 4))
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=settings.get("min_resource", "auto"), reduction_factor=settings.get("reduction_factor", 4)
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -76,8 +79,14 @@ def open_study(job: dict[str, Any], seed: int | None = None) -> optuna.Study:
     """The job's study from its storage, with a TPE sampler (seeded) and the space's pruner."""
     space: SearchSpace = job["space"]
     sampler = optuna.samplers.TPESampler(n_startup_trials=job["startup_trials"], seed=seed, constant_liar=True)
-    return optuna.create_study(study_name=job["study"], storage=storage_for(job["storage"]), sampler=sampler,
-                               pruner=make_pruner(space), direction=space.objective.direction, load_if_exists=True)
+    return optuna.create_study(
+        study_name=job["study"],
+        storage=storage_for(job["storage"]),
+        sampler=sampler,
+        pruner=make_pruner(space),
+        direction=space.objective.direction,
+        load_if_exists=True,
+    )
 
 
 def trial_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -95,24 +104,28 @@ def trial_job(job: dict[str, Any]) -> dict[str, Any]:
 
         def on_evaluation(progress: int, evaluation: dict[str, float], curve: list) -> None:
             if objective.curve_metric not in evaluation:
-                raise MetricMissing(f"objective.curve_metric {objective.curve_metric!r} is not an evaluation key of "
-                                    f"this config (its evaluations report {', '.join(evaluation)})")
+                raise MetricMissing(
+                    f"objective.curve_metric {objective.curve_metric!r} is not an evaluation key of "
+                    f"this config (its evaluations report {', '.join(evaluation)})"
+                )
             trial.report(_summary(objective.summary, curve_of(curve, objective.curve_metric)), progress)
             if trial.should_prune():
                 trial.set_user_attr("pruned_at", progress)
                 raise optuna.TrialPruned(f"pruned at step {progress}")
 
         try:
-            outcome = train_raw(raw, job["imports"], on_evaluation,
-                                on_start=lambda run: trial.set_user_attr("run_dir", str(run.root)))
+            outcome = train_raw(
+                raw, job["imports"], on_evaluation, on_start=lambda run: trial.set_user_attr("run_dir", str(run.root))
+            )
             if objective.summary == "auc":
                 value = _summary("auc", curve_of(outcome.curve, objective.curve_metric))
             elif objective.metric in outcome.metrics:
                 value = float(outcome.metrics[objective.metric])
             else:
                 known = ", ".join(k for k, v in outcome.metrics.items() if isinstance(v, int | float))
-                raise MetricMissing(f"objective.metric {objective.metric!r} is not in eval/metrics.json of this "
-                                    f"config (it has {known})")
+                raise MetricMissing(
+                    f"objective.metric {objective.metric!r} is not in eval/metrics.json of this config (it has {known})"
+                )
             if not math.isfinite(value):
                 raise ValueError(f"the objective is {value}")
         except optuna.TrialPruned:
@@ -133,9 +146,17 @@ def trial_job(job: dict[str, Any]) -> dict[str, Any]:
 def describe_trial(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> dict[str, Any]:
     """A JSON-able line of ``sweep.json``: number, state, value, config values, run folder, error."""
     params = {p.key: p.value_of(trial.params[p.key]) for p in space.params if p.key in trial.params}
-    return {"number": trial.number, "state": trial.state.name, "value": trial.value, "params": params,
-            **{key: trial.user_attrs[key] for key in ("run_dir", "error", "config_error", "pruned_at", "retry_of")
-               if key in trial.user_attrs}}
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "params": params,
+        **{
+            key: trial.user_attrs[key]
+            for key in ("run_dir", "error", "config_error", "pruned_at", "retry_of")
+            if key in trial.user_attrs
+        },
+    }
 
 
 def _summary(summary: str, points: list[tuple[int, float]]) -> float:
@@ -158,42 +179,60 @@ def run_sweep(
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{out / 'study.db'}"
-    job = {"storage": url, "study": study_name, "space": space, "raw": raw, "imports": list(imports),
-           "trials_dir": str(out / "trials"), "startup_trials": min(10, max(2, trials // 2))}
+    job = {
+        "storage": url,
+        "study": study_name,
+        "space": space,
+        "raw": raw,
+        "imports": list(imports),
+        "trials_dir": str(out / "trials"),
+        "startup_trials": min(10, max(2, trials // 2)),
+    }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(job)
     _check_same_study(study, raw, space, url)
     _recover_interrupted(study)
     done = _count_finished(study)
     remaining = max(0, trials - done)
-    print(f"study {study_name!r} in {url}: {done} trials finished, {remaining} to run "
-          f"(backend {backend.kind}, {backend.workers if backend.kind == 'local' else 'Ray'} workers)", flush=True)
+    print(
+        f"study {study_name!r} in {url}: {done} trials finished, {remaining} to run "
+        f"(backend {backend.kind}, {backend.workers if backend.kind == 'local' else 'Ray'} workers)",
+        flush=True,
+    )
     jobs = [{**job, "seed": seed * 1_000_003 + len(study.trials) + i} for i in range(remaining)]
     for result in execute(trial_job, jobs, backend):
         value = f" value {result['value']:.5g}" if result["value"] is not None else ""
         extra = result.get("error") or (f"at step {result['pruned_at']}" if "pruned_at" in result else "")
-        print(f"trial {result['number']} {result['state'].lower()}{value} {extra} {result.get('run_dir', '')}",
-              flush=True)
+        print(
+            f"trial {result['number']} {result['state'].lower()}{value} {extra} {result.get('run_dir', '')}", flush=True
+        )
         if "config_error" in result:
-            raise MetricMissing(f"search space's {result['config_error']}; fix it and start a new study "
-                                "(another --study-name or --out)")
+            raise MetricMissing(
+                f"search space's {result['config_error']}; fix it and start a new study (another --study-name or --out)"
+            )
     return write_results(open_study(job), space, raw, out)
 
 
 def write_results(study: optuna.Study, space: SearchSpace, raw: dict[str, Any], out: Path) -> dict[str, Any]:
     """``best_config.yaml``, ``sweep.json`` and the PNGs of a study; returns the summary written to JSON."""
     trials = [describe_trial(t, space) for t in study.trials]
-    summary: dict[str, Any] = {"study": study.study_name, "direction": space.objective.direction,
-                               "objective": vars(space.objective), "trials": trials}
+    summary: dict[str, Any] = {
+        "study": study.study_name,
+        "direction": space.objective.direction,
+        "objective": vars(space.objective),
+        "trials": trials,
+    }
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
         values = {p.key: p.value_of(best.params[p.key]) for p in space.params}
         config = validate_config(space.apply(raw, values))
         path = out / "best_config.yaml"
-        atomic_write_text(path, f"# best trial {best.number} of study {study.study_name!r}: "
-                                f"{space.objective.metric} ({space.objective.summary}) = {best.value:.6g}\n"
-                                + to_yaml(config))
+        atomic_write_text(
+            path,
+            f"# best trial {best.number} of study {study.study_name!r}: "
+            f"{space.objective.metric} ({space.objective.summary}) = {best.value:.6g}\n" + to_yaml(config),
+        )
         summary["best"] = {"number": best.number, "value": best.value, "params": values, "config": str(path)}
         print(f"best trial {best.number}: {best.value:.5g} with {values}\nbest config: {path}")
     else:
@@ -214,9 +253,11 @@ def _plots(study: optuna.Study, out: Path) -> dict[str, str]:
     written = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        for name, draw in (("history", plots.plot_optimization_history),
-                           ("importance", plots.plot_param_importances),
-                           ("intermediate", plots.plot_intermediate_values)):
+        for name, draw in (
+            ("history", plots.plot_optimization_history),
+            ("importance", plots.plot_param_importances),
+            ("intermediate", plots.plot_intermediate_values),
+        ):
             try:
                 axes = draw(study)
             except (ValueError, RuntimeError) as error:  # e.g. importances need two completed trials
@@ -240,8 +281,10 @@ def _check_same_study(study: optuna.Study, raw: dict[str, Any], space: SearchSpa
     for key, value in stored.items():
         if json.dumps(study.user_attrs.get(key), sort_keys=True) != json.dumps(value, sort_keys=True, default=str):
             what = "config (file and overrides)" if key == "base_config" else "search space"
-            raise ConfigError(f"study {study.study_name!r} in {url} was started with another {what}; "
-                              "resume it with the same command, or start a new one with --study-name or --out")
+            raise ConfigError(
+                f"study {study.study_name!r} in {url} was started with another {what}; "
+                "resume it with the same command, or start a new one with --study-name or --out"
+            )
 
 
 def _recover_interrupted(study: optuna.Study) -> None:
@@ -256,13 +299,19 @@ def _recover_interrupted(study: optuna.Study) -> None:
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     for trial in trials:
-        if trial.state == optuna.trial.TrialState.FAIL and "error" not in trial.user_attrs \
-                and trial.number not in retried and trial.params:
+        if (
+            trial.state == optuna.trial.TrialState.FAIL
+            and "error" not in trial.user_attrs
+            and trial.number not in retried
+            and trial.params
+        ):
             study.enqueue_trial(copy.deepcopy(trial.params), user_attrs={"retry_of": trial.number})
             print(f"trial {trial.number} was interrupted; its parameters are queued again", flush=True)
 
 
 def _count_finished(study: optuna.Study) -> int:
     """Trials that count towards ``--trials``: complete, pruned, or failed by their own error."""
-    return sum(t.state in FINISHED or (t.state == optuna.trial.TrialState.FAIL and "error" in t.user_attrs)
-               for t in study.get_trials(deepcopy=False))
+    return sum(
+        t.state in FINISHED or (t.state == optuna.trial.TrialState.FAIL and "error" in t.user_attrs)
+        for t in study.get_trials(deepcopy=False)
+    )
