@@ -106,3 +106,19 @@ def test_train_seeds_end_to_end(tiny_args, runs_dir, capsys):
     assert len(set(finals)) == 2  # two seeds, two different runs
     assert (groups[0] / "aggregate.png").is_file()
     assert "IQM" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--seeds", "4-0"], "--seeds must be seeds and ranges"),
+        (["--seeds", "0-1", "--resume", "runs/x"], "--seeds starts new runs"),
+        (["--seeds", "0-1", "--ray-address", "auto"], "--ray-address needs --backend ray"),
+        (["--seeds", "0-1", "--workers", "0"], "--workers must be at least 1"),
+    ],
+)
+def test_train_seeds_refuses(tiny_args, runs_dir, capsys, options, message):
+    assert train_main([*options, *tiny_args()]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not runs_dir.exists()
