@@ -28,7 +28,7 @@ def local_ray():
     ray.shutdown()
 
 
-def test_sweep_and_seeds_as_ray_tasks(local_ray, tmp_path, tiny_raw, write_space, gap_space, runs_dir, monkeypatch):
+def test_sweep_trial_as_a_ray_task(local_ray, tmp_path, tiny_raw, write_space, gap_space, monkeypatch):
     from amorctl.sweep import study as study_module
 
     monkeypatch.setattr(study_module, "_plots", lambda study, out: {})
@@ -40,7 +40,10 @@ def test_sweep_and_seeds_as_ray_tasks(local_ray, tmp_path, tiny_raw, write_space
         assert (Path(trial["run_dir"]) / "eval" / "metrics.json").is_file()
     assert (out / "best_config.yaml").is_file()
 
-    group = run_seeds(tiny_raw(), [0, 1], backend)
+
+@pytest.mark.slow
+def test_seeds_as_ray_tasks(local_ray, tiny_raw, runs_dir):
+    group = run_seeds(tiny_raw(), [0, 1], Backend("ray", cpus_per_job=1))
     saved = json.loads((group / "aggregate.json").read_text())
     assert [s["seed"] for s in saved["seeds"]] == [0, 1] and saved["final"]["n"] == 2
     assert group.parent == runs_dir / "tiny"
