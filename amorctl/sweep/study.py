@@ -146,6 +146,7 @@ def trial_job(job: dict[str, Any]) -> dict[str, Any]:
 def describe_trial(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> dict[str, Any]:
     """A JSON-able line of ``sweep.json``: number, state, value, config values, run folder, error."""
     params = {p.key: p.value_of(trial.params[p.key]) for p in space.params if p.key in trial.params}
+    interrupted = trial.state == optuna.trial.TrialState.FAIL and "error" not in trial.user_attrs
     return {
         "number": trial.number,
         "state": trial.state.name,
@@ -156,6 +157,7 @@ def describe_trial(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> dict[
             for key in ("run_dir", "error", "config_error", "pruned_at", "retry_of")
             if key in trial.user_attrs
         },
+        **({"interrupted": True} if interrupted else {}),  # its process was killed: its parameters run again
     }
 
 

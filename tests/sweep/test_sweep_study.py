@@ -60,7 +60,7 @@ def test_sweep_resumes_without_repeating(tmp_path, tiny_raw, write_space, gap_sp
     study.tell(killed, state=optuna.trial.TrialState.FAIL)
     summary = run_sweep(raw, space, 4, LOCAL, out, "tiny")  # the same command with --trials 4
     trials = {t["number"]: t for t in summary["trials"]}
-    assert len(trials) == 5 and trials[killed.number]["state"] == "FAIL"
+    assert len(trials) == 5 and trials[killed.number]["state"] == "FAIL" and trials[killed.number]["interrupted"]
     retry = next(t for t in trials.values() if t.get("retry_of") == killed.number)
     assert retry["state"] == "COMPLETE" and retry["params"]["train.lr"] == killed.params["train.lr"]
     for number, trial in first.items():  # finished trials are kept, not run again
