@@ -17,6 +17,7 @@ by the list of seeds), so no scheduling logic lives here.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -89,11 +90,14 @@ def _ray(function: Callable[[Any], Any], jobs: list[Any], backend: Backend) -> I
         raise AmorctlError("--backend ray needs Ray: pip install -e '.[sweep]'") from None
     started = not ray.is_initialized()
     if started:
+        terminate = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=backend.address, include_dashboard=False, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = backend.address or "a local instance"
             raise AmorctlError(f"Ray cannot start on {where}: {str(error).splitlines()[0]}") from None
+        if callable(terminate):  # Ray's core replaces a SIGTERM handler with an abort: keep the caller's
+            signal.signal(signal.SIGTERM, terminate)
     remote = ray.remote(num_cpus=backend.cpus_per_job, num_gpus=backend.gpus_per_job)(_in_ray_task)
     pending = [remote.remote(function, job, max(1, int(backend.cpus_per_job))) for job in jobs]
     try:
