@@ -158,3 +158,43 @@ def test_local_pool_of_two_workers(tmp_path, tiny_raw, write_space, gap_space):
     summary = run_sweep(raw, load_space(write_space(gap_space), raw), 4, Backend("local", 2), out, "tiny")
     assert [t["state"] for t in summary["trials"]] == ["COMPLETE"] * 4
     assert len({t["run_dir"] for t in summary["trials"]}) == 4
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes(tmp_path, tiny_args, write_space, gap_space):
+    """``kill PID`` of a sweep with two workers mid-trial, then the same command: the study completes, every
+    finished trial is kept and the killed trials' parameters run again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve().parents[2] / "scripts" / "sweep.py"),
+        "--space",
+        str(write_space(gap_space)),
+        "--trials",
+        "4",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        *tiny_args("train.steps=400", "train.eval_every=100", "train.checkpoint_every=400"),
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(out.glob("trials/*/*/checkpoints")):
+        time.sleep(0.5)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) == 130, first.stderr.read()
+    before = {t.number: t for t in load(out).trials if t.state in study_module.FINISHED}
+    assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    trials = load(out).trials
+    finished = [t for t in trials if t.state in study_module.FINISHED]
+    assert len(finished) == 4
+    for number, trial in before.items():
+        assert trials[number].user_attrs["run_dir"] == trial.user_attrs["run_dir"]
+    killed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert killed and all(any(r.user_attrs.get("retry_of") == k.number for r in trials) for k in killed)
