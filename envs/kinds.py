@@ -1,8 +1,9 @@
 """The environment-kind registry: ``env.kind`` names a config section and how to build a BatchedEnv from it.
 
 Shipped kinds: ``gym`` (a gymnasium task behind :class:`~amorctl.envs.GymVectorEnv`), ``iterate``
-(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`) and ``pendulum_mpc`` (the
-``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`). A kind
+(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`), ``pendulum_mpc`` (the
+``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`) and ``admm``
+(OSQP's ADMM on a QP family with ρ as the action, :class:`~amorctl.envs.ADMMEnv`). A kind
 of your own is a :class:`~amorctl.schema.Section` with ``kind: Literal[<name>]`` and ``num_envs``, a function
 ``make(section, num_envs, device) -> BatchedEnv``, and one :func:`register_env_kind` call.
 """
@@ -16,11 +17,13 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from amorctl.envs.admm import ADMMEnv
 from amorctl.envs.base import BatchedEnv
 from amorctl.envs.gym_adapter import GymVectorEnv, Vectorization, check_env_id
 from amorctl.envs.iterate import IterateEnv
 from amorctl.envs.pendulum import PendulumControlEnv
 from amorctl.problems import ProblemArgumentError, make_problem
+from amorctl.problems.qp import QP_FAMILIES, make_qp_family
 from amorctl.registry import Registry
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
@@ -220,6 +223,48 @@ def pendulum_memory(section: PendulumEnvConfig) -> dict[str, int]:
     return {"the pendulum state (env.num_envs)": 64}
 
 
+class ADMMEnvConfig(Section):
+    """``env.kind: admm``: OSQP's ADMM on a QP family with ρ as the action (:class:`~amorctl.envs.ADMMEnv`); the
+    family's name and size keys in ``family`` (default ``random_qp``), the environment's options in ``admm``."""
+
+    kind: Literal["admm"] = "admm"
+    num_envs: PositiveInt = 1
+    family: dict[str, Any] = Field(default_factory=dict)
+    admm: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> ADMMEnvConfig:
+        section = {"name": "random_qp", **self.family}
+        try:
+            family = QP_FAMILIES.lookup(section["name"], "env.family.name")
+        except KeyError as error:
+            raise ConfigError(str(error)) from None
+        kwargs = {key: value for key, value in section.items() if key != "name"}
+        self.family = {"name": section["name"], **validate_section(constructor_schema(family), kwargs, "env.family")
+                       .model_dump()}
+        try:
+            family(**kwargs)
+        except ProblemArgumentError as error:
+            raise ConfigError(
+                f"config key 'env.family.{error.argument}' must be {error.expected}, got {error.value!r}"
+            ) from None
+        schema = constructor_schema(ADMMEnv, skip=("family", "num_envs", "device", "dtype"))
+        self.admm = validate_section(schema, self.admm, "env.admm").model_dump()
+        return self
+
+
+def make_admm(section: ADMMEnvConfig, num_envs: int, device: torch.device) -> ADMMEnv:
+    return ADMMEnv(make_qp_family(**section.family), num_envs, device=device, **section.admm)
+
+
+def admm_memory(section: ADMMEnvConfig) -> dict[str, int]:
+    """One copy's float64 problem data and solver state: P, A (twice), the matrix and its inverse, the vectors."""
+    family = make_qp_family(**section.family)
+    n, m = family.num_variables, family.num_constraints
+    return {"the QP's matrices (env.family sizes)": 8 * (3 * n * n + 2 * m * n + 12 * (n + m))}
+
+
 register_env_kind("gym", GymEnvConfig, make_gym, gym_memory)
 register_env_kind("iterate", IterateEnvConfig, make_iterate, iterate_memory)
 register_env_kind("pendulum_mpc", PendulumEnvConfig, make_pendulum, pendulum_memory)
+register_env_kind("admm", ADMMEnvConfig, make_admm, admm_memory)

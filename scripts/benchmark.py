@@ -11,7 +11,8 @@ under the current load and with two busy-loop processes more), ``lista`` (LISTA 
 NMSE against layers / iterations on the sparse-coding setting), ``semi-amortized`` (fully- and
 semi-amortized models × gradient estimators on one family with one training budget) and ``estimators``
 (the gradient estimators' bias and variance against the exact gradient on quadratics, and a training step's
-memory against K for implicit and bptt). Record results in
+memory against K for implicit and bptt) and ``admm-throughput`` (QPs solved per second by the batched ADMM
+solver at N = 1, 64, 1024 against the osqp package called in a loop on the same problems). Record results in
 ``benchmarks/RESULTS.md``.
 """
 
@@ -123,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000], help="model.steps K of the memory table")
     p.add_argument("--tables", nargs="+", choices=["bias", "memory"], default=["bias", "memory"])
 
+    p = sections.add_parser("admm-throughput", help="QPs solved per second: the batched ADMM solver at several N "
+                            "against the osqp package called in a loop on the same problems")
+    p.add_argument("--families", nargs="+", default=None, metavar="NAME[:KEY=VALUE,...]",
+                   help="QP families and sizes (default: every class at n <= 50)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024], help="batch sizes N")
+    p.add_argument("--eps", type=float, default=1e-3, help="eps_abs = eps_rel of both solvers")
+    p.add_argument("--single-problems", type=int, default=64, help="problems solved one by one at N = 1")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the batched solver's dtype")
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -161,6 +171,14 @@ def _run_section(args: argparse.Namespace) -> str:
         from amorctl.benchmarking.estimators import estimators_benchmark
 
         return estimators_benchmark(args.repeats, tuple(args.ks), tuple(args.tables))
+
+    if args.section == "admm-throughput":
+        from amorctl.benchmarking.admm import DEFAULT_FAMILIES, admm_throughput
+
+        if min(args.sizes) < 1 or args.eps <= 0 or args.single_problems < 1:
+            raise AmorctlError("admm-throughput needs --sizes >= 1, --eps > 0 and --single-problems >= 1")
+        return admm_throughput(args.families or DEFAULT_FAMILIES, args.sizes, args.eps, args.single_problems,
+                               args.dtype)
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
