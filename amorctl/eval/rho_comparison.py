@@ -15,8 +15,10 @@ eps_abs = eps_rel = :data:`TOLERANCE` by
 - ``fixed``: the batched ADMM with the best fixed ρ of :data:`FIXED_RHO_GRID`, the one with the lowest
   median iterations on *tuning* problems (another seed) of the same class.
 
-Every batched solver checks termination every ``iterations_per_step`` iterations (the policy's decision
-interval), so iteration counts are multiples of it; osqp checks every 25 (its default). A problem not solved
+Termination is checked every ``check_every`` iterations (default :data:`CHECK_EVERY`; the gcd with the policy's
+decision interval) by the batched solvers and by ``osqp`` (with its adaptive interval held at OSQP's 50, which
+osqp would otherwise derive from the check interval), so their iteration counts are multiples of it;
+``osqp_default`` checks every 25 (its default). A problem not solved
 within ``max_iterations`` counts as ``max_iterations`` in the medians (its share is in ``solved``). Time is
 seconds per problem: for the batched solvers the batch's solve time over N (the policy's forward passes
 included) on the repository's timing clock (:func:`~amorctl.eval.timing.clock_of`: the thread's CPU time on a
@@ -63,6 +65,13 @@ EVALUATION_CLASSES: dict[str, dict[str, Any]] = {
     "control": {"states": 4, "horizon": 10},
 }
 """The classes (and sizes) evaluated besides the training family, which is evaluated at its trained sizes."""
+
+CHECK_EVERY = 5
+"""Iterations between termination checks: the resolution of every count but ``osqp_default``'s (OSQP's own
+default, 25, would round every count up to a multiple of 25, too coarse to tell 50 from 70 iterations)."""
+
+ADAPTIVE_INTERVAL = 50
+"""OSQP's adaptive-ρ interval with its default check interval (and :class:`~amorctl.solvers.OSQPAdaptiveRho`'s)."""
 
 METHODS = ("policy", "adaptive", "osqp", "osqp_default", "fixed")
 """The rows of the table, in order."""
@@ -145,10 +154,16 @@ def _median_curve(recorder: RecordedRule, solver: BatchedADMM, settings: ADMMSet
     return {"iteration": iterations, "median_log_ratio": [float(r.median()) for r in ratios]}
 
 
-def _osqp(qp: QPBatch, max_iterations: int, default: bool) -> dict[str, Any]:
+def _osqp(qp: QPBatch, max_iterations: int, every: int | None) -> dict[str, Any]:
+    """The osqp package: with its defaults (``every`` None), or unscaled, unpolished, checking every ``every``."""
     settings = {"eps_abs": TOLERANCE, "eps_rel": TOLERANCE, "max_iter": max_iterations}
-    if not default:
-        settings |= {"scaling": 0, "polishing": False}
+    if every is not None:
+        settings |= {
+            "scaling": 0,
+            "polishing": False,
+            "check_termination": every,
+            "adaptive_rho_interval": ADAPTIVE_INTERVAL,
+        }
     result = osqp_solve(qp, **settings)
     solved = torch.tensor([status == "solved" for status in result.status])
     iterations = torch.where(solved, result.iterations.cpu(), torch.full_like(result.iterations.cpu(), max_iterations))
@@ -185,12 +200,13 @@ def compare_class(
     max_iterations: int,
     seed: int,
     device: torch.device,
+    check_every: int = CHECK_EVERY,
 ) -> dict[str, Any]:
     """Every method of :data:`METHODS` on ``num_heldout`` held-out problems of one class: a row per method
     (``median_iterations``, ``mean_iterations``, ``solved``, ``seconds_per_problem``; ``fixed`` also ``rho``;
     the batched ones a ``curve``), plus ``ratio``: the policy's median iterations over the adaptive rule's."""
     family = make_qp_family(name, **sizes)
-    every = int(env_options["iterations_per_step"])
+    every = math.gcd(check_every, int(env_options["iterations_per_step"]))
 
     def draw(count: int, offset: int) -> QPBatch:
         return family.sample(count, torch.Generator(device=device).manual_seed(seed + offset), device, torch.float64)
@@ -200,8 +216,8 @@ def compare_class(
     raw = {
         "policy": _batched(heldout, _settings(every, max_iterations), PolicyRho(policy, env_options)),
         "adaptive": _batched(heldout, _settings(every, max_iterations), OSQPAdaptiveRho()),
-        "osqp": _osqp(heldout, max_iterations, default=False),
-        "osqp_default": _osqp(heldout, max_iterations, default=True),
+        "osqp": _osqp(heldout, max_iterations, every),
+        "osqp_default": _osqp(heldout, max_iterations, None),
         "fixed": _batched(heldout, _settings(every, max_iterations, rho), None),
     }
     rows = {
@@ -229,6 +245,7 @@ def compare_rho_policies(
     num_heldout: int = 64,
     num_tuning: int = 32,
     max_iterations: int = 4000,
+    check_every: int = CHECK_EVERY,
     classes: dict[str, dict[str, Any]] | None = None,
     writer: Any | None = None,
 ) -> dict[str, Any]:
@@ -242,6 +259,7 @@ def compare_rho_policies(
         output_dir: where ``rho_comparison.json`` and ``rho_comparison.png`` are written.
         num_heldout, num_tuning: held-out problems per class; problems the fixed ρ is tuned on.
         max_iterations: the iteration limit of every solve.
+        check_every: iterations between termination checks (the resolution of the counts).
         classes: class name → sizes to evaluate (default :data:`EVALUATION_CLASSES`); the training class is
             always evaluated, at the run's sizes.
 
@@ -280,6 +298,7 @@ def compare_rho_policies(
             num_heldout=num_heldout,
             num_tuning=num_tuning,
             max_iterations=max_iterations,
+            check_every=check_every,
             seed=seed,
             device=device,
         )
@@ -296,6 +315,7 @@ def compare_rho_policies(
         "tolerance": TOLERANCE,
         "num_heldout": num_heldout,
         "max_iterations": max_iterations,
+        "check_every": check_every,
     }
     table = format_rho_table(results)
     report = {
