@@ -103,17 +103,26 @@ class PolicyRho(RhoRule):
 
 class RecordedRule(RhoRule):
     """Wraps a rule (or none: fixed ρ) to record log₁₀ max(‖r_prim‖/ε_prim, ‖r_dual‖/ε_dual) of every problem at
-    every termination check; the wrapped rule still acts only every ``rule.interval`` iterations."""
+    every termination check; the wrapped rule still acts only every ``rule.interval`` iterations.
+
+    The solver measures only the problems still running (a frozen one reads 0), so a problem that stopped keeps
+    the last value measured while it ran.
+    """
 
     def __init__(self, rule: RhoRule | None, every: int):
         self.rule, self.interval = rule, every
         self.iterations: list[int] = []
         self.log_ratios: list[torch.Tensor] = []
+        self._measured: torch.Tensor | None = None  # the problems the coming check measures
 
     def update(self, solver: BatchedADMM, residuals: Residuals) -> None:
         done = int(solver.iterations[solver.running].max())
+        ratios = log_residual_ratios(residuals, solver.settings).amax(-1).cpu()
+        if self._measured is not None:
+            ratios = torch.where(self._measured, ratios, self.log_ratios[-1])
         self.iterations.append(done)
-        self.log_ratios.append(log_residual_ratios(residuals, solver.settings).amax(-1).cpu())
+        self.log_ratios.append(ratios)
+        self._measured = solver.running.cpu().clone()
         if self.rule is not None and self.rule.interval and done % self.rule.interval == 0:
             self.rule.update(solver, residuals)
 
@@ -137,7 +146,7 @@ def _batched(qp: QPBatch, settings: ADMMSettings, rule: RhoRule | None) -> dict[
     torch.set_num_threads(threads)
     solved = solver.status == Status.SOLVED
     iterations = torch.where(solved, solver.iterations, torch.full_like(solver.iterations, settings.max_iter))
-    curve = _median_curve(recorder, solver, settings)
+    curve = _median_curve(recorder, solver)
     return {
         "iterations": iterations.cpu(),
         "solved": solved.cpu(),
@@ -146,9 +155,15 @@ def _batched(qp: QPBatch, settings: ADMMSettings, rule: RhoRule | None) -> dict[
     }
 
 
-def _median_curve(recorder: RecordedRule, solver: BatchedADMM, settings: ADMMSettings) -> dict[str, list[float]]:
-    """Median over problems of the log residual ratio at each check (a problem that stopped keeps its last)."""
-    final = log_residual_ratios(solver.residuals(), settings).amax(-1).cpu()
+def _median_curve(recorder: RecordedRule, solver: BatchedADMM) -> dict[str, list[float]]:
+    """Median over problems of the log residual ratio at each recorded check, and at the end, where a problem
+    solved at the last check (which no rule sees: nothing runs after it) is drawn at the tolerance (ratio 1, an
+    upper bound) and one that ran out of iterations keeps its last recorded value."""
+    if not recorder.log_ratios:  # every problem stopped at the first check
+        return {"iteration": [int(solver.iterations.max())], "median_log_ratio": [0.0]}
+    last = recorder.log_ratios[-1]
+    solved = (solver.status == Status.SOLVED).cpu()
+    final = torch.where(solved, last.clamp(max=0.0), last)
     ratios = [*recorder.log_ratios, final]
     iterations = [*recorder.iterations, int(solver.iterations.max())]
     return {"iteration": iterations, "median_log_ratio": [float(r.median()) for r in ratios]}
