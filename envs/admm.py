@@ -14,11 +14,12 @@ constraint by constraint.
 
 In ``per_constraint`` mode the environment declares that layout (:attr:`ADMMEnv.row_layout`: m rows of the six
 :data:`FEATURES`, one action per row, nothing shared — the two residual ratios are already on every row), so
-``td3.policy: rowwise`` trains RLQP's factored agent: one small actor applied to every constraint and a critic per
-constraint. The reward stays one scalar per problem (RLQP's −1 per step, or the log-residual decrease): every
-row's critic regresses onto the same TD target, each from its own row's features and action (:class:`~amorctl.agents.networks.RowwiseCritic`), and the
-actor ascends the rows' mean value. No row is padded (one size per batch), so no row needs a mask, and the
-networks do not depend on m: a policy trained at one size acts on QPs of any size and any class.
+``td3.policy: rowwise`` trains RLQP's factored agent: one small actor applied to every constraint and a critic
+per constraint. The reward stays one scalar per problem (RLQP's −1 per step, or the log-residual decrease):
+every row's critic regresses onto the same TD target, each from its own row's features and action
+(:class:`~amorctl.agents.networks.RowwiseCritic`), and the actor ascends the rows' mean value. No row is padded
+(one size per batch), so no row needs a mask, and the networks do not depend on m: a policy trained at one size
+acts on QPs of any size and any class.
 """
 
 from __future__ import annotations
