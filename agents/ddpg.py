@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from amorctl.agents.base import register_agent
+from amorctl.agents.networks import PolicyKind
 from amorctl.agents.off_policy import OffPolicyConfig, build_off_policy
 from amorctl.agents.td3 import TD3
 from amorctl.envs import BatchedEnv
@@ -42,6 +43,7 @@ class DDPG(TD3):
         learning_starts: NonNegativeInt = 10_000,
         gradient_steps: NonNegativeInt = 1,
         hidden_sizes: Sequence[PositiveInt] = (400, 300),
+        policy: PolicyKind = "mlp",
         compile: bool = False,
         seed: int = 0,
         device: torch.device | str | None = None,
@@ -50,7 +52,7 @@ class DDPG(TD3):
                          policy_delay=1, target_policy_noise=0.0, target_noise_clip=0.0,
                          exploration_noise=exploration_noise, buffer_size=buffer_size,
                          learning_starts=learning_starts, gradient_steps=gradient_steps, hidden_sizes=hidden_sizes,
-                         compile=compile, seed=seed, device=device)
+                         policy=policy, compile=compile, seed=seed, device=device)
 
 
 class DDPGConfig(OffPolicyConfig):

@@ -58,18 +58,20 @@ def make_run_expert(section: RunExpertConfig, device: torch.device) -> Expert:
 
 
 class BarzilaiBorweinConfig(Section):
-    """``expert.kind: barzilai_borwein``: the Barzilai–Borwein step α = sᵀs / sᵀz on an iterate environment
-    in ``step_size`` mode, ``fallback_step`` where the last update shows no positive curvature."""
+    """``expert.kind: barzilai_borwein``: the Barzilai–Borwein step on an iterate environment in ``step_size``
+    mode — α = sᵀs / sᵀz (``variant: long``, BB1) or α = sᵀz / zᵀz (``short``, BB2) — and ``fallback_step``
+    where the last update shows no positive curvature (the first step)."""
 
     kind: Literal["barzilai_borwein"] = "barzilai_borwein"
     fallback_step: PositiveFloat = 0.01
+    variant: Literal["long", "short"] = "long"
 
 
 def make_barzilai_borwein(section: BarzilaiBorweinConfig, device: torch.device) -> Expert:
     def expert(env: BatchedEnv, obs: torch.Tensor) -> torch.Tensor:
         if not hasattr(env, "barzilai_borwein_action"):
             raise ValueError(f"the Barzilai–Borwein expert needs an iterate environment, not {env.name}")
-        return env.barzilai_borwein_action(section.fallback_step)
+        return env.barzilai_borwein_action(section.fallback_step, long_step=section.variant == "long")
 
     return expert
 

@@ -3,6 +3,13 @@
 The actor is the fully-amortized model of Definition 2 ending in the tanh projection onto the policy
 box [-1, 1] (Definition 4): π(s) plays ŷθ(x) with the critic's −Q(s, ·) as the objective. The twin
 (or larger) critic ensemble runs all its members as one batched computation.
+
+Two policy kinds (``policy`` of TD3, DDPG and SAC): ``mlp``, networks on the flat observation, and
+``rowwise``, a per-row (factored) policy for environments that declare a
+:class:`~amorctl.envs.RowLayout`: one small actor applied to every row (:class:`RowwiseActor`) and a
+critic per row (:class:`RowwiseCritic`), as RLQP (Ichnowski et al. 2021) sets the ADMM step size of every
+constraint and a coordinatewise learned optimizer (Andrychowicz et al. 2016) updates every coordinate.
+The networks' sizes do not depend on the number of rows, so a policy trained with R rows acts on any R.
 """
 
 from __future__ import annotations
@@ -10,11 +17,17 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
+from amorctl.envs import RowLayout
 from amorctl.models import FullyAmortizedMLP, TanhBox
+
+PolicyKind = Literal["mlp", "rowwise", "rowwise_odd"]
+"""``mlp``: networks on the flat observation; ``rowwise``: one network per row of a :class:`~amorctl.envs.RowLayout`;
+``rowwise_odd``: the same with each row's action odd in the row's own features (:class:`RowwiseActor`)."""
 
 
 def make_actor(observation_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> FullyAmortizedMLP:
@@ -125,3 +138,107 @@ class EnsembleCritic(nn.Module):
         for layer in self.layers[:-1]:
             x = torch.relu(layer(x, member, frozen))
         return self.layers[-1](x, member, frozen).squeeze(-1)
+
+
+class RowwiseActor(nn.Module):
+    """A per-row policy: π(s) = (π_row(x_1), …, π_row(x_R)) with one network π_row shared by the R rows.
+
+    Row r's input x_r is :meth:`RowLayout.row_inputs`: its own features, the mean of all rows' features and
+    the shared features. ``actor`` maps ``(..., 2F + S)`` inputs to ``(..., row_actions)`` (a tanh-MLP, or a
+    :class:`SquashedGaussianActor` for SAC); the rows' actions are returned row after row, ``(..., R·row_actions)``.
+    Permuting the rows permutes the actions the same way, and R may differ from the training environment's.
+
+    With ``odd`` (deterministic tanh-MLP actors only) the actions are odd in the rows' features, the shared
+    ones held fixed: π_row(x, p, s) = tanh(½(g(x, p, s) − g(−x, −p, s))) with x the row's features, p their
+    pooled mean and g the network before its tanh. Negating every row's features negates every action: for
+    an optimizer whose rows are coordinates, mirroring the iterate (y → −y maps the quadratic f(y; A, b) to
+    f(−y; A, −b), an exact symmetry of the family) mirrors the update, and at a stationary point with no
+    history (every row 0) nothing moves — exactly, where a plain network's output at zero input is a learned
+    offset, a bias on the fixed point.
+    """
+
+    def __init__(self, layout: RowLayout, actor: nn.Module, odd: bool = False):
+        super().__init__()
+        if odd and not isinstance(actor, FullyAmortizedMLP):
+            raise ValueError("policy 'rowwise_odd' needs a deterministic actor (td3 or ddpg), not a stochastic one")
+        self.layout, self.actor, self.odd = layout, actor, odd
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions ``(..., R·row_actions)`` for flat observations ``(..., D)``."""
+        inputs = self.layout.row_inputs(obs)
+        if not self.odd:
+            return self.actor(inputs).flatten(-2)
+        rows = 2 * self.layout.row_features  # the row's features and their pooled mean
+        flipped = torch.cat([-inputs[..., :rows], inputs[..., rows:]], dim=-1)
+        body = self.actor.body
+        return self.actor.projection(0.5 * (body(inputs) - body(flipped))).flatten(-2)
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A stochastic actor's sample for standard normal ``noise`` ``(..., R·row_actions)``: the actions and the
+        log-probability of each row's action, ``(..., R)`` (the rows' actions are independent given s)."""
+        inputs = self.layout.row_inputs(obs)
+        action, log_prob = self.actor.sample(inputs, noise.unflatten(-1, (inputs.shape[-2], -1)))
+        return action.flatten(-2), log_prob
+
+
+class RowwiseCritic(nn.Module):
+    """A critic per row: Q_r(s, a) = Q_row(x_r, a_r), one :class:`EnsembleCritic` shared by the R rows (RLQP).
+
+    Each row's value sees its own input x_r (:meth:`RowLayout.row_inputs`: the row, the pooled mean of the rows,
+    the shared features) and its own action; every row regresses onto the same reward (a per-row TD target),
+    and the actor ascends the mean of the rows' values, so each row learns what its action contributes.
+    """
+
+    def __init__(self, layout: RowLayout, hidden_sizes: Sequence[int] = (256, 256), num_members: int = 2):
+        super().__init__()
+        self.layout = layout
+        self.critic = EnsembleCritic(layout.input_dim, layout.row_actions, hidden_sizes, num_members)
+        self.num_members = num_members
+
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, member: int | None = None, frozen: bool = False
+    ) -> torch.Tensor:
+        """Per-row values of a batch (B, ·): shape (E, B, R) for all members, or (B, R) for one ``member``."""
+        inputs = self.layout.row_inputs(obs)
+        batch, rows = inputs.shape[:2]
+        actions = action.unflatten(-1, (rows, self.layout.row_actions))
+        q = self.critic(inputs.flatten(0, 1), actions.flatten(0, 1), member, frozen)
+        return q.unflatten(-1, (batch, rows))
+
+
+def _layout(env_or_layout: object, policy: PolicyKind) -> RowLayout | None:
+    if policy == "mlp":
+        return None
+    layout = getattr(env_or_layout, "row_layout", None)
+    if layout is None:
+        raise ValueError(
+            f"policy {policy!r} needs an environment that declares a row layout (e.g. env.kind: iterate with "
+            f"iterate.observation_layout: rows); {getattr(env_or_layout, 'name', env_or_layout)} has none"
+        )
+    if layout.rows * layout.row_actions != env_or_layout.action_dim:
+        raise ValueError(f"policy {policy!r}: {env_or_layout.name} has {env_or_layout.action_dim} actions, not "
+                         f"{layout.row_actions} per row of its {layout.rows} rows")
+    return layout
+
+
+def build_actor(env: object, hidden_sizes: Sequence[int], policy: PolicyKind = "mlp",
+                gaussian: bool = False) -> nn.Module:
+    """The actor of ``policy`` for ``env`` (its ``observation_dim``, ``action_dim`` and ``row_layout``): a tanh-MLP
+    (:func:`make_actor`) or, with ``gaussian``, a :class:`SquashedGaussianActor`; per row (:class:`RowwiseActor`)
+    for ``rowwise`` and ``rowwise_odd``.
+
+    Raises ``ValueError`` for a per-row policy on an environment without a row layout, and for ``rowwise_odd``
+    with ``gaussian``."""
+    layout = _layout(env, policy)
+    inputs, outputs = (env.observation_dim, env.action_dim) if layout is None else (layout.input_dim,
+                                                                                  layout.row_actions)
+    actor = (SquashedGaussianActor if gaussian else make_actor)(inputs, outputs, hidden_sizes)
+    return actor if layout is None else RowwiseActor(layout, actor, odd=policy == "rowwise_odd")
+
+
+def build_critic(env: object, hidden_sizes: Sequence[int], num_members: int, policy: PolicyKind = "mlp") -> nn.Module:
+    """The critic ensemble of ``policy`` for ``env``: an :class:`EnsembleCritic`, or a :class:`RowwiseCritic`."""
+    layout = _layout(env, policy)
+    if layout is None:
+        return EnsembleCritic(env.observation_dim, env.action_dim, hidden_sizes, num_members)
+    return RowwiseCritic(layout, hidden_sizes, num_members)

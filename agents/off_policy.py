@@ -19,10 +19,10 @@ from pydantic import Field, model_validator
 
 from amorctl.agents.base import Learner, PeriodicEvaluation
 from amorctl.agents.experts import Expert, make_expert, validate_expert
-from amorctl.agents.networks import EnsembleCritic, make_actor
+from amorctl.agents.networks import build_actor, build_critic
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm
 from amorctl.envs import BatchedEnv
-from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_section
+from amorctl.envs.kinds import copy_memory, make_env, validate_env_section
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     FiniteFloat,
@@ -138,10 +138,14 @@ class OffPolicyConfig(RunConfig):
                 f"config key '{self.SECTION}.buffer_size' must hold one step of all env.num_envs={self.env.num_envs}"
                 f" copies, got {params['buffer_size']}"
             )
-        observation_dim, action_dim = env_dims(self.env)
-        widths = params["hidden_sizes"]
-        networks = parameter_bytes(lambda: make_actor(observation_dim, action_dim, widths))
-        networks += parameter_bytes(lambda: EnsembleCritic(observation_dim, action_dim, widths))
+        widths, policy = params["hidden_sizes"], params.get("policy", "mlp")
+        with make_env(self.env, 1, torch.device("cpu")) as env:
+            observation_dim, action_dim = env.observation_dim, env.action_dim
+            try:
+                networks = parameter_bytes(lambda: build_actor(env, widths, policy))
+                networks += parameter_bytes(lambda: build_critic(env, widths, 2, policy))
+            except ValueError as error:
+                raise ConfigError(f"config key '{self.SECTION}.policy': {error}") from None
         copy = sum(copy_memory(self.env).values())
         check_memory({
             "the training copies (env.num_envs)": copy * self.env.num_envs,

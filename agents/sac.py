@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 
 from amorctl.agents.base import register_agent
-from amorctl.agents.networks import EnsembleCritic, SquashedGaussianActor
+from amorctl.agents.networks import PolicyKind, build_actor, build_critic
 from amorctl.agents.off_policy import OffPolicyConfig, build_off_policy
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm, polyak_update
 from amorctl.agents.td3 import clipped_double_q_target
@@ -51,6 +51,8 @@ class SAC(OffPolicyAlgorithm):
         learning_starts: transitions collected with uniform random actions before learning begins.
         gradient_steps: updates per vectorized environment step (each step adds N transitions).
         hidden_sizes: hidden widths of actor and critics.
+        policy: ``"mlp"`` or ``"rowwise"`` (one Gaussian actor applied to every row, a critic per row, and the
+            temperature tuned on the rows' summed entropy; see :mod:`amorctl.agents.networks`).
         ent_coef: the temperature α: ``"auto"`` tunes it (starting from ``initial_ent_coef``), a number
             fixes it.
         initial_ent_coef: α at the start of automatic tuning.
@@ -71,13 +73,14 @@ class SAC(OffPolicyAlgorithm):
         learning_starts: NonNegativeInt = 10_000,
         gradient_steps: NonNegativeInt = 1,
         hidden_sizes: Sequence[PositiveInt] = (256, 256),
+        policy: PolicyKind = "mlp",
         ent_coef: Literal["auto"] | PositiveFloat = "auto",
         initial_ent_coef: PositiveFloat = 1.0,
         target_entropy: Literal["auto"] | FiniteFloat = "auto",
         seed: int = 0,
         device: torch.device | str | None = None,
     ):
-        self.hidden_sizes = tuple(hidden_sizes)
+        self.hidden_sizes, self.policy = tuple(hidden_sizes), policy
         self.auto_alpha = ent_coef == "auto"
         self.initial_alpha = initial_ent_coef if self.auto_alpha else float(ent_coef)
         self.target_entropy = -float(env.action_dim) if target_entropy == "auto" else float(target_entropy)
@@ -89,9 +92,9 @@ class SAC(OffPolicyAlgorithm):
         self._last_actor: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _build(self) -> None:
-        obs_dim, act_dim, device = self.env.observation_dim, self.env.action_dim, self.device
-        self.actor = SquashedGaussianActor(obs_dim, act_dim, self.hidden_sizes).to(device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, self.hidden_sizes).to(device)
+        device = self.device
+        self.actor = build_actor(self.env, self.hidden_sizes, self.policy, gaussian=True).to(device)
+        self.critic = build_critic(self.env, self.hidden_sizes, 2, self.policy).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full((), math.log(self.initial_alpha), device=device, requires_grad=self.auto_alpha)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=self.learning_rate, fused=True)
@@ -124,10 +127,10 @@ class SAC(OffPolicyAlgorithm):
         the critics and their targets only with ``update_actor=False``."""
         batch = self.replay_buffer.sample(self.batch_size, self.generator)
         noise = self._noise[:, : len(batch.action)].normal_(generator=self.generator)
-        action_pi, log_prob_pi = self.actor.sample(batch.obs, noise[0])
+        action_pi, log_prob_pi = self.actor.sample(batch.obs, noise[0])  # log π: (B,), or (B, R) per row
         alpha = self.alpha  # this update's α, read before the temperature moves (as stable-baselines3 does)
         if update_actor and self.alpha_optimizer is not None:
-            alpha_loss = -(self.log_alpha * (log_prob_pi.detach() + self.target_entropy)).mean()
+            alpha_loss = -(self.log_alpha * (_total(log_prob_pi.detach()) + self.target_entropy)).mean()
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optimizer.step()
@@ -137,7 +140,7 @@ class SAC(OffPolicyAlgorithm):
             next_q = self.critic_target(batch.next_obs, next_action) - alpha * next_log_prob
             target = clipped_double_q_target(batch.reward, batch.terminated, next_q, self.gamma)
         q = self.critic(batch.obs, batch.action)
-        qf_losses = (q - target).square().mean(dim=1)
+        qf_losses = (q - target).square().flatten(1).mean(dim=1)
         self.critic_optimizer.zero_grad(set_to_none=True)
         qf_losses.sum().backward()
         self.critic_optimizer.step()
@@ -164,7 +167,7 @@ class SAC(OffPolicyAlgorithm):
             "losses/qf_loss": qf_losses.mean(),
             "losses/actor_loss": actor_loss,
             "losses/alpha": self.alpha,
-            "losses/entropy": -log_prob.mean(),
+            "losses/entropy": -_total(log_prob).mean(),
         }
 
     def latest_losses(self) -> dict[str, torch.Tensor]:
@@ -177,6 +180,11 @@ class SAC(OffPolicyAlgorithm):
 
     def forget_losses(self) -> None:
         self._last_critic = self._last_actor = None
+
+
+def _total(log_prob: torch.Tensor) -> torch.Tensor:
+    """log π(a|s) of the whole action ``(B,)``: a per-row actor's ``(B, R)`` rows summed (they are independent)."""
+    return log_prob.flatten(1).sum(1) if log_prob.dim() > 1 else log_prob
 
 
 class SACConfig(OffPolicyConfig):

@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 
 from amorctl.agents.base import register_agent
-from amorctl.agents.networks import EnsembleCritic, make_actor
+from amorctl.agents.networks import PolicyKind, build_actor, build_critic
 from amorctl.agents.off_policy import OffPolicyConfig, build_off_policy
 from amorctl.agents.off_policy_algorithm import OffPolicyAlgorithm, polyak_update
 from amorctl.agents.replay_buffer import Transitions
@@ -44,10 +44,14 @@ def clipped_double_q_target(
         reward: (B,) rewards.
         terminated: (B,) bool, true only where s' is terminal; a time-limit truncation is not
             terminal and still bootstraps from Q'(s', a').
-        next_q: (E, B) target-critic values Q'_i(s', a') of the E critics.
+        next_q: (E, B) target-critic values Q'_i(s', a') of the E critics, or (E, B, R) per row of a
+            per-row critic (every row's target then shares the transition's reward and flag).
         gamma: discount γ.
     """
-    return reward + gamma * next_q.min(dim=0).values.masked_fill(terminated, 0.0)
+    min_q = next_q.min(dim=0).values
+    per_row = (1,) * (min_q.dim() - 1)
+    return reward.view(*reward.shape, *per_row) + gamma * min_q.masked_fill(terminated.view(*terminated.shape,
+                                                                                            *per_row), 0.0)
 
 
 class TD3(OffPolicyAlgorithm):
@@ -75,6 +79,9 @@ class TD3(OffPolicyAlgorithm):
         learning_starts: transitions collected with uniform random actions before learning begins.
         gradient_steps: critic updates per vectorized environment step (each step adds N transitions).
         hidden_sizes: hidden widths of actor and critics.
+        policy: ``"mlp"`` (networks on the flat observation) or ``"rowwise"`` (one actor applied to every row and
+            a critic per row, for an environment with a :class:`~amorctl.envs.RowLayout`; see
+            :mod:`amorctl.agents.networks`).
         compile: apply ``torch.compile`` to the networks. Off by default: on the 2-core development CPU
             (one thread, 256-256, batch 256) it made an update slower, 7.1 ms against 6.4 ms eager; the
             update is bound by its matrix products there, which compilation does not speed up.
@@ -101,6 +108,7 @@ class TD3(OffPolicyAlgorithm):
         learning_starts: NonNegativeInt = 25_000,
         gradient_steps: NonNegativeInt = 1,
         hidden_sizes: Sequence[PositiveInt] = (256, 256),
+        policy: PolicyKind = "mlp",
         compile: bool = False,
         seed: int = 0,
         device: torch.device | str | None = None,
@@ -109,7 +117,7 @@ class TD3(OffPolicyAlgorithm):
             raise ValueError(f"policy_delay must be at least 1, got {policy_delay}")
         self.policy_delay, self.exploration_noise = policy_delay, exploration_noise
         self.target_policy_noise, self.target_noise_clip = target_policy_noise, target_noise_clip
-        self.hidden_sizes, self.compile = tuple(hidden_sizes), compile
+        self.hidden_sizes, self.compile, self.policy = tuple(hidden_sizes), compile, policy
         super().__init__(env, learning_rate=learning_rate, gamma=gamma, tau=tau, batch_size=batch_size,
                          buffer_size=buffer_size, learning_starts=learning_starts, gradient_steps=gradient_steps,
                          seed=seed, device=device)
@@ -118,9 +126,8 @@ class TD3(OffPolicyAlgorithm):
         self._last_actor_loss: torch.Tensor | None = None
 
     def _build(self) -> None:
-        obs_dim, act_dim = self.env.observation_dim, self.env.action_dim
-        self.actor = make_actor(obs_dim, act_dim, self.hidden_sizes).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, self.hidden_sizes, self.num_critics).to(self.device)
+        self.actor = build_actor(self.env, self.hidden_sizes, self.policy).to(self.device)
+        self.critic = build_critic(self.env, self.hidden_sizes, self.num_critics, self.policy).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         if self.compile:
@@ -161,7 +168,7 @@ class TD3(OffPolicyAlgorithm):
         batch = self.replay_buffer.sample(self.batch_size, self.generator)
         target = self.critic_target_value(batch)
         q = self.critic(batch.obs, batch.action)
-        qf_losses = (q - target).square().mean(dim=1)
+        qf_losses = (q - target).square().flatten(1).mean(dim=1)  # per critic (over rows too, for a per-row one)
         self.critic_optimizer.zero_grad(set_to_none=True)
         qf_losses.sum().backward()
         self.critic_optimizer.step()

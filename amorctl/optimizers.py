@@ -17,7 +17,8 @@ The uniform entry points::
     run_optimizer("momentum", problem, test_contexts, y0_fn(test_contexts), 100, **hyper)
 
 Every optimizer has one ``step_size`` (the learning rate; for L-BFGS the first trial step of
-its line search), a number or a ``(B,)`` tensor of one step size per problem.
+its line search; for the Barzilai–Borwein methods ``bb1`` and ``bb2`` the safeguarded first step),
+a number or a ``(B,)`` tensor of one step size per problem.
 :func:`tune_step_size` uses the per-problem form to try a whole grid of step sizes in a single
 batched run. Runs are not differentiated (``torch.no_grad``); learned optimizers that unroll
 and backpropagate live in ``amorctl.models``. For objective gaps below ~1e-6 run in float64.
@@ -60,31 +61,70 @@ def is_composite(problem: Problem) -> bool:
 
 
 def gradient_step(
-    problem: Problem, y: torch.Tensor, x: torch.Tensor, step_size: torch.Tensor | float, detach_gradient: bool = False
+    problem: Problem,
+    y: torch.Tensor,
+    x: torch.Tensor,
+    step_size: torch.Tensor | float,
+    detach_gradient: bool = False,
+    gradient: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """y − α ∇f(y; x), eq. 2.1; differentiable in ``y`` and α (second-order terms included).
 
     ``detach_gradient`` stops derivatives through ∇f (first-order MAML, D∇f ≈ 0); α may be a number,
-    a ``(B, 1)`` column, or one step size per coordinate ``(n,)``.
+    a ``(B, 1)`` column, or one step size per coordinate ``(n,)``. ``gradient`` is ∇f(y; x) when the
+    caller has it already (it is then not recomputed).
     """
-    gradient = problem.gradient(y, x)
+    gradient = problem.gradient(y, x) if gradient is None else gradient
     return y - step_size * (gradient.detach() if detach_gradient else gradient)
 
 
 def projected_gradient_step(
-    problem: Problem, y: torch.Tensor, x: torch.Tensor, step_size: torch.Tensor | float, detach_gradient: bool = False
+    problem: Problem,
+    y: torch.Tensor,
+    x: torch.Tensor,
+    step_size: torch.Tensor | float,
+    detach_gradient: bool = False,
+    gradient: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Π_box(y − α ∇f(y; x)): the gradient step clipped onto the problem's box ``bounds``."""
     low, high = problem.bounds
-    return gradient_step(problem, y, x, step_size, detach_gradient).clamp(low, high)
+    return gradient_step(problem, y, x, step_size, detach_gradient, gradient).clamp(low, high)
 
 
 def proximal_gradient_step(
-    problem: Problem, y: torch.Tensor, x: torch.Tensor, step_size: torch.Tensor | float, detach_gradient: bool = False
+    problem: Problem,
+    y: torch.Tensor,
+    x: torch.Tensor,
+    step_size: torch.Tensor | float,
+    detach_gradient: bool = False,
+    gradient: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """prox_{αh}(y − α ∇g(y; x)) for a composite f = g + h (ISTA's update; the soft threshold for the lasso)."""
-    gradient = problem.smooth_gradient(y, x)
+    """prox_{αh}(y − α ∇g(y; x)) for a composite f = g + h (ISTA's update; the soft threshold for the lasso).
+
+    ``gradient`` is ∇g(y; x) when the caller has it already."""
+    gradient = problem.smooth_gradient(y, x) if gradient is None else gradient
     return problem.prox(y - step_size * (gradient.detach() if detach_gradient else gradient), step_size)
+
+
+def descent_gradient(problem: Problem, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The gradient :func:`descent_step_rule`'s step moves along: ∇g for a composite family, else ∇f."""
+    return problem.smooth_gradient(y, x) if is_composite(problem) else problem.gradient(y, x)
+
+
+def barzilai_borwein_steps(s: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two Barzilai–Borwein (1988) step sizes of an update s and the gradient change z it caused, per row.
+
+    For rows ``(..., n)``: ``valid`` (bool ``(...)``: sᵀz > 0 with s, z ≠ 0, i.e. positive curvature along s),
+    the long step BB1 = sᵀs / sᵀz and the short step BB2 = sᵀz / zᵀz (BB2 ≤ BB1 by Cauchy–Schwarz).
+    Both are inverse Rayleigh-quotient estimates of the curvature along s: on f = ½yᵀAy − bᵀy,
+    z = As and 1/BB1, 1/BB2 lie in [λ_min(A), λ_max(A)]. Where ``valid`` is false both steps are 1.
+    """
+    sz, ss, zz = (s * z).sum(-1), s.square().sum(-1), z.square().sum(-1)
+    valid = (sz > 0) & (ss > 0) & (zz > 0)
+    safe_sz = torch.where(valid, sz, torch.ones_like(sz))
+    long_step = torch.where(valid, ss, torch.ones_like(ss)) / safe_sz
+    short_step = safe_sz / torch.where(valid, zz, torch.ones_like(zz))
+    return valid, long_step, short_step
 
 
 def descent_step_rule(problem: Problem) -> Callable[..., torch.Tensor]:
@@ -216,6 +256,68 @@ class Adam(BatchedOptimizer):
         second_hat = second / (1.0 - self.beta2**count)
         y = y - state["step_size"] * first_hat / (second_hat.sqrt() + self.eps)
         return y, {**state, "first_moment": first, "second_moment": second, "count": count}
+
+
+class BarzilaiBorwein(BatchedOptimizer):
+    """Gradient descent with Barzilai–Borwein step sizes (Barzilai & Borwein 1988), safeguarded.
+
+    y_{k+1} = y_k − α_k ∇f(y_k) with α_k from the last update s = y_k − y_{k−1} and gradient change
+    z = ∇f(y_k) − ∇f(y_{k−1}) (:func:`barzilai_borwein_steps`): α = sᵀs / sᵀz (``bb1``, the long step)
+    or α = sᵀz / zᵀz (``bb2``, the short step). The step goes through the family's
+    :func:`descent_step_rule`, so a box family gets the projected (spectral projected gradient without
+    a line search) and a composite family the proximal form (SpaRSA-like, with ∇g).
+
+    Safeguards: the first step, which has no secant pair yet, is ``step_size`` (tuned like every other
+    optimizer's by :func:`tune_step_size`, so it is the largest that does not diverge on the tuning
+    contexts); so is every step where the last update shows no positive curvature (sᵀz ≤ 0: a nonconvex
+    region, or a zero update at a fixed point); and every BB step is clipped to
+    [``min_step``, ``max_step``]. Nonmonotone: f may rise on some iterations (BB's typical behaviour);
+    on a strictly convex quadratic the iteration still converges R-linearly (Raydan 1993, Dai & Liao 2002).
+    """
+
+    long_step: ClassVar[bool]
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        step_size: float | torch.Tensor = 0.01,
+        min_step: float = 1e-10,
+        max_step: float = 1e10,
+    ):
+        super().__init__(problem, step_size=step_size)
+        _check(0.0 < min_step <= max_step < math.inf, "min_step, max_step", "0 < min_step <= max_step < inf",
+               (min_step, max_step))
+        self.min_step, self.max_step = min_step, max_step
+        self._rule = descent_step_rule(problem)
+
+    def init(self, y, x):
+        return {**super().init(y, x), "gradient": descent_gradient(self.problem, y, x),
+                "update": torch.zeros_like(y), "gradient_change": torch.zeros_like(y)}
+
+    def step(self, y, x, state):
+        valid, long_step, short_step = barzilai_borwein_steps(state["update"], state["gradient_change"])
+        secant_step = (long_step if self.long_step else short_step).clamp(self.min_step, self.max_step)
+        fallback = state["step_size"].expand(y.shape[0], 1)
+        step = torch.where(valid.unsqueeze(-1), secant_step.unsqueeze(-1), fallback)
+        new_y = self._rule(self.problem, y, x, step, gradient=state["gradient"])
+        new_gradient = descent_gradient(self.problem, new_y, x)
+        return new_y, {**state, "gradient": new_gradient, "update": new_y - y,
+                       "gradient_change": new_gradient - state["gradient"]}
+
+
+class BarzilaiBorweinLong(BarzilaiBorwein):
+    """BB1: α_k = sᵀs / sᵀz (the long step); see :class:`BarzilaiBorwein`."""
+
+    name = "bb1"
+    long_step = True
+
+
+class BarzilaiBorweinShort(BarzilaiBorwein):
+    """BB2: α_k = sᵀz / zᵀz (the short step); see :class:`BarzilaiBorwein`."""
+
+    name = "bb2"
+    long_step = False
 
 
 class LBFGS(BatchedOptimizer):
@@ -438,7 +540,9 @@ class FISTA(_ProximalGradient):
 
 
 OPTIMIZERS: dict[str, type[BatchedOptimizer]] = {
-    cls.name: cls for cls in (GradientDescent, ProjectedGradientDescent, HeavyBall, Nesterov, Adam, LBFGS, ISTA, FISTA)
+    cls.name: cls
+    for cls in (GradientDescent, ProjectedGradientDescent, HeavyBall, Nesterov, Adam, BarzilaiBorweinLong,
+                BarzilaiBorweinShort, LBFGS, ISTA, FISTA)
 }
 
 

@@ -93,6 +93,12 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "loss.geometric_ratio": 0.5,
     "eval.steps": None,
     "loss.target": "solver",
+    "td3.policy": "mlp",
+    "ddpg.policy": "mlp",
+    "sac.policy": "mlp",
+    "env.iterate.observation_layout": "blocks",
+    "expert.variant": "long",
+    "warm_start.expert.variant": "long",
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),

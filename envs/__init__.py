@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from amorctl.envs.base import BatchedEnv, StepResult
+from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
 from amorctl.envs.gym_adapter import ActionMap, GymVectorEnv, check_env_id, make_gym_env
 
-__all__ = ["ActionMap", "BatchedEnv", "GymVectorEnv", "StepResult", "check_env_id", "make_gym_env"]
+__all__ = ["ActionMap", "BatchedEnv", "GymVectorEnv", "RowLayout", "StepResult", "check_env_id", "make_gym_env"]
 
 from amorctl.envs.admm import ADMMEnv
 from amorctl.envs.admm_gym import ADMMGymEnv

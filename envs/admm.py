@@ -11,6 +11,15 @@ same size (the family fixes n and m), so observations and actions have fixed wid
 masks. Problems of other sizes or classes are other environments; a per-row policy (one network applied to
 each constraint's features, as RLQP's) runs unchanged on any of them, since the observation is laid out
 constraint by constraint.
+
+In ``per_constraint`` mode the environment declares that layout (:attr:`ADMMEnv.row_layout`: m rows of the six
+:data:`FEATURES`, one action per row, nothing shared — the two residual ratios are already on every row), so
+``td3.policy: rowwise`` trains RLQP's factored agent: one small actor applied to every constraint and a critic
+per constraint. The reward stays one scalar per problem (RLQP's −1 per step, or the log-residual decrease):
+every row's critic regresses onto the same TD target, each from its own row's features and action
+(:class:`~amorctl.agents.networks.RowwiseCritic`), and the actor ascends the rows' mean value. No row is padded
+(one size per batch), so no row needs a mask, and the networks do not depend on m: a policy trained at one size
+acts on QPs of any size and any class.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Gt
 
-from amorctl.envs.base import BatchedEnv, StepResult
+from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
 from amorctl.problems.qp import QPFamily
 from amorctl.solvers.admm import ADMMSettings, BatchedADMM, Residuals, Status, rho_vector
 
@@ -109,6 +118,7 @@ class ADMMEnv(BatchedEnv):
         self.num_constraints = family.num_constraints
         self.observation_dim = family.num_constraints * len(FEATURES)
         self.action_dim = family.num_constraints if action == "per_constraint" else 1
+        self.row_layout = RowLayout(family.num_constraints, len(FEATURES)) if action == "per_constraint" else None
         self.generator = torch.Generator(device=self.device)
         self.solver: BatchedADMM | None = None
         self._t = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
@@ -129,24 +139,11 @@ class ADMMEnv(BatchedEnv):
         return self._observe(residuals)
 
     def _start_residuals(self) -> Residuals:
-        """The residuals of a fresh row's cold start x = 0, y = 0 with z = Π_[l,u](0), ``(N,)`` each.
-
-        The solver starts from z = 0 (as OSQP does) and projects z in its first iteration; at z = 0 itself both
-        residuals can vanish (q = 0 in Control), which would read as solved, so fresh rows are measured at the
-        projected point: ‖r_prim‖ = ‖Π(0)‖∞, ‖r_dual‖ = ‖q‖∞.
-        """
-        qp = self.solver.qp
-        projected = torch.zeros_like(qp.lower).clamp(qp.lower, qp.upper).abs().amax(-1)
-        q = qp.q.abs().amax(-1)
-        return Residuals(projected, q, projected, q)
+        return start_residuals(self.solver)
 
     def rho_from_action(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The per-row ρ ``(N, m)`` an action asks for, and the scalar ρ ``(N,)`` in ``scalar`` mode."""
-        rho = torch.pow(10.0, action.to(self.device, self.dtype).clamp(-1, 1) * self.rho_log_range)
-        if self.action_mode == "scalar":
-            scalar = rho[:, 0]
-            return rho_vector(scalar, self.solver.types), scalar
-        return rho, None
+        return rho_from_action(action, self.solver.types, self.action_mode, self.rho_log_range)
 
     def step(self, action: torch.Tensor) -> StepResult:
         if self.solver is None:
@@ -188,27 +185,64 @@ class ADMMEnv(BatchedEnv):
         return obs, reward, terminated, truncated, info
 
     def _log_ratios(self, residuals: Residuals) -> torch.Tensor:
-        """log₁₀ of OSQP's residuals over their tolerances, ``(N, 2)`` (primal, dual), clipped to ±8."""
-        eps_abs, eps_rel = self.settings.eps_abs, self.settings.eps_rel
-        primal = residuals.primal / (eps_abs + eps_rel * residuals.primal_scale)
-        dual = residuals.dual / (eps_abs + eps_rel * residuals.dual_scale)
-        ratios = torch.stack([primal, dual], -1).clamp(10**-LOG_CLIP, 10**LOG_CLIP)
-        return torch.log10(ratios)
+        return log_residual_ratios(residuals, self.settings)
 
     def _observe(self, residuals: Residuals) -> torch.Tensor:
-        solver, clip = self.solver, self.observation_clip
-        qp = solver.qp
-        Ax = torch.matmul(solver.x.unsqueeze(-2), qp.A.mT).squeeze(-2)
-        slack = torch.minimum(solver.z - qp.lower, qp.upper - solver.z).clamp(10**-LOG_CLIP, 10**LOG_CLIP)
-        ratios = self._log_ratios(residuals).unsqueeze(1).expand(-1, self.num_constraints, 2)
-        features = torch.cat(
-            [
-                torch.log10(slack).unsqueeze(-1),
-                solver.y.clamp(-clip, clip).unsqueeze(-1),
-                (solver.z - Ax).clamp(-clip, clip).unsqueeze(-1),
-                torch.log10(solver.rho).unsqueeze(-1),
-                ratios,
-            ],
-            -1,
-        )
-        return features.reshape(self.num_envs, self.observation_dim).to(torch.float32)
+        return observe(self.solver, residuals, self.observation_clip)
+
+
+def start_residuals(solver: BatchedADMM) -> Residuals:
+    """The residuals of a fresh problem's cold start x = 0, y = 0 with z = Π_[l,u](0), ``(N,)`` each.
+
+    The solver starts from z = 0 (as OSQP does) and projects z in its first iteration; at z = 0 itself both
+    residuals can vanish (q = 0 in Control), which would read as solved, so fresh rows are measured at the
+    projected point: ‖r_prim‖ = ‖Π(0)‖∞, ‖r_dual‖ = ‖q‖∞.
+    """
+    qp = solver.qp
+    projected = torch.zeros_like(qp.lower).clamp(qp.lower, qp.upper).abs().amax(-1)
+    q = qp.q.abs().amax(-1)
+    return Residuals(projected, q, projected, q)
+
+
+def rho_from_action(
+    action: torch.Tensor, types: torch.Tensor, mode: ActionMode, rho_log_range: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ρ = 10^(a·``rho_log_range``) per row ``(N, m)`` for actions in [−1, 1] (``types``: the rows'
+    :class:`~amorctl.solvers.admm.ConstraintType`), and in ``scalar`` mode also the scalar ρ ``(N,)`` OSQP's
+    vector was built from."""
+    rho = torch.pow(10.0, action.to(types.device, torch.float64).clamp(-1, 1) * rho_log_range)
+    if mode == "scalar":
+        scalar = rho[:, 0]
+        return rho_vector(scalar, types), scalar
+    return rho, None
+
+
+def log_residual_ratios(residuals: Residuals, settings: ADMMSettings) -> torch.Tensor:
+    """log₁₀ of OSQP's residuals over their tolerances, ``(N, 2)`` (primal, dual), clipped to ±8; the problem
+    is solved where both are ≤ 0."""
+    eps_abs, eps_rel = settings.eps_abs, settings.eps_rel
+    primal = residuals.primal / (eps_abs + eps_rel * residuals.primal_scale)
+    dual = residuals.dual / (eps_abs + eps_rel * residuals.dual_scale)
+    ratios = torch.stack([primal, dual], -1).clamp(10**-LOG_CLIP, 10**LOG_CLIP)
+    return torch.log10(ratios)
+
+
+def observe(solver: BatchedADMM, residuals: Residuals, observation_clip: float) -> torch.Tensor:
+    """The :class:`ADMMEnv` observation of ``solver``'s state, ``(N, m·6)`` float32 (see the class docstring),
+    with ``residuals`` those of the current iterate."""
+    qp, clip = solver.qp, observation_clip
+    m = qp.num_constraints
+    Ax = torch.matmul(solver.x.unsqueeze(-2), qp.A.mT).squeeze(-2)
+    slack = torch.minimum(solver.z - qp.lower, qp.upper - solver.z).clamp(10**-LOG_CLIP, 10**LOG_CLIP)
+    ratios = log_residual_ratios(residuals, solver.settings).unsqueeze(1).expand(-1, m, 2)
+    features = torch.cat(
+        [
+            torch.log10(slack).unsqueeze(-1),
+            solver.y.clamp(-clip, clip).unsqueeze(-1),
+            (solver.z - Ax).clamp(-clip, clip).unsqueeze(-1),
+            torch.log10(solver.rho).unsqueeze(-1),
+            ratios,
+        ],
+        -1,
+    )
+    return features.reshape(solver.x.shape[0], m * len(FEATURES)).to(torch.float32)

@@ -10,12 +10,60 @@ Policies are scored on it by :func:`amorctl.eval.rollouts.run_episodes`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 StepResult = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
 """``(obs, reward, terminated, truncated, info)`` as returned by :meth:`BatchedEnv.step`."""
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """A flat observation read as a set of rows plus shared features, and an action with one block per row.
+
+    An environment whose state is naturally a set of like items (the coordinates of an iterate, the
+    constraints of a QP) declares it so that one small network can act on every row (a per-row, or
+    factored, policy: :class:`~amorctl.agents.networks.RowwiseActor`). A flat observation ``(..., D)``
+    is the R rows' features, row after row (``row_features`` each), then ``shared_features`` entries
+    every row sees; the action ``(..., R·row_actions)`` is the rows' actions, row after row. R is read
+    from D, so a network built from the layout applies to any number of rows.
+
+    Attributes:
+        rows: R of the declaring environment (for messages; :meth:`rows_of` reads R from an observation).
+        row_features: F, the features of one row.
+        shared_features: S, the features every row sees (scalars of the whole state).
+        row_actions: the actions of one row.
+    """
+
+    rows: int
+    row_features: int
+    shared_features: int = 0
+    row_actions: int = 1
+
+    @property
+    def input_dim(self) -> int:
+        """The width of one row's input (:meth:`row_inputs`): its features, the rows' mean, the shared ones."""
+        return 2 * self.row_features + self.shared_features
+
+    def rows_of(self, observation_dim: int) -> int:
+        """R for flat observations of width ``observation_dim``; ``ValueError`` if that width fits no R ≥ 1."""
+        rows, rest = divmod(observation_dim - self.shared_features, self.row_features)
+        if rows < 1 or rest:
+            raise ValueError(f"an observation of width {observation_dim} is not R rows of {self.row_features} "
+                             f"features and {self.shared_features} shared ones")
+        return rows
+
+    def row_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` → ``(..., R, 2F + S)``: each row's features, the mean of every row's features (a pooled,
+        permutation-invariant summary of the set, as in Deep Sets) and the shared features."""
+        rows = self.rows_of(obs.shape[-1])
+        split = self.row_features * rows
+        per_row = obs[..., :split].unflatten(-1, (rows, self.row_features))
+        shared = obs[..., split:].unsqueeze(-2).expand(*per_row.shape[:-1], self.shared_features)
+        pooled = per_row.mean(-2, keepdim=True).expand_as(per_row)
+        return torch.cat([per_row, pooled, shared], dim=-1)
 
 
 class BatchedEnv(ABC):
@@ -27,6 +75,8 @@ class BatchedEnv(ABC):
         observation_dim: size of one flat observation.
         action_dim: size of one action.
         device: where observations, rewards and flags are returned.
+        row_layout: how observations and actions split into rows (:class:`RowLayout`), for per-row policies;
+            ``None`` (the default) for an environment without one.
 
     Contract of :meth:`step` (implementations must honour it):
 
@@ -48,6 +98,7 @@ class BatchedEnv(ABC):
     observation_dim: int
     action_dim: int
     device: torch.device
+    row_layout: RowLayout | None = None
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> torch.Tensor:

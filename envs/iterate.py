@@ -18,13 +18,15 @@ import torch
 from annotated_types import Ge, Gt
 from pydantic import AllowInfNan
 
-from amorctl.envs.base import BatchedEnv, StepResult
+from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
+from amorctl.optimizers import barzilai_borwein_steps
 from amorctl.problems.base import Problem, ProblemArgumentError
 
 ActionMode = Literal["update", "step_size"]
 RewardMode = Literal["improvement", "log_gap", "objective", "per_step"]
 Convergence = Literal["gradient", "gap"]
 Seeding = Literal["shared", "per_row"]
+Layout = Literal["blocks", "rows"]
 InitSpec = Literal["zeros", "random"] | Callable[[torch.Tensor], torch.Tensor]
 Block = Literal["iterate", "gradient", "objective", "stationarity", "budget", "update_history",
                 "gradient_history", "secant", "context"]
@@ -37,6 +39,9 @@ _NonNegative = Annotated[float, Ge(0)]
 OMITTABLE_BLOCKS = ("iterate", "gradient", "objective", "stationarity", "budget", "update_history",
                     "gradient_history", "secant", "context")
 """Observation block names, in observation order (``secant`` and ``context`` only when enabled)."""
+
+COORDINATE_BLOCKS = ("iterate", "gradient", "update_history", "gradient_history")
+"""The blocks with entries per coordinate of y; with ``observation_layout="rows"`` they form each coordinate's row."""
 
 OBSERVATION_BOUND = 1e6
 """Every observation entry is clipped to ±this (only a raw context entry can get near it)."""
@@ -114,6 +119,16 @@ the secant pair, i.e. the inverse curvature 1/λ of the objective along the last
 scale of the ``step_size`` action (a Barzilai–Borwein step is then one affine map away). An MLP
 cannot compute such inner products from element-wise signed logs with any accuracy.
 
+    **Per-coordinate layout.** ``observation_layout="rows"`` (with ``action="update"``) orders the same
+    entries coordinate by coordinate, for a coordinatewise learned optimizer (Andrychowicz et al. 2016; one
+    small network applied to every coordinate, :class:`~amorctl.agents.networks.RowwiseActor`): row i holds
+    coordinate i's entries of the per-coordinate blocks (:data:`COORDINATE_BLOCKS`, in the table's order:
+    slog y_i, slog(∇f_i/r₀), then the H updates and H gradients of coordinate i, most recent first), the
+    n rows come first, then the shared blocks (``objective``, ``stationarity``, ``budget``, ``secant``,
+    ``context``). :attr:`row_layout` declares it (:class:`~amorctl.envs.RowLayout`; one action per row);
+    :attr:`row_slices` names the blocks within a row and :attr:`observation_slices` the shared blocks
+    within the observation. The default ``"blocks"`` is the table's order, and ``row_layout`` is ``None``.
+
     **Actions** a ∈ [-1, 1]^action_dim (clipped):
 
     - ``action="update"`` (action_dim = n): y ← y + action_scale·u·a, with u = 1
@@ -185,6 +200,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         include_context: bool = False,
         secant_features: bool = False,
         omit_blocks: tuple[Block, ...] = (),
+        observation_layout: Layout = "blocks",
         solve: bool | None = None,
         gap_floor: _Positive = 1e-6,
         divergence_threshold: Annotated[float, Gt(0), AllowInfNan(True)] = 1e6,
@@ -228,6 +244,10 @@ cannot compute such inner products from element-wise signed logs with any accura
         _check(all(b in OMITTABLE_BLOCKS for b in omit_blocks), "omit_blocks",
                f"a list of block names out of {', '.join(OMITTABLE_BLOCKS)}", omit_blocks)
         _check(seeding in ("shared", "per_row"), "seeding", "'shared' or 'per_row'", seeding)
+        _check(observation_layout in ("blocks", "rows"), "observation_layout", "'blocks' or 'rows'", observation_layout)
+        _check(observation_layout == "blocks" or action == "update", "observation_layout",
+               "'blocks' with action='step_size' (one step size for the whole iterate has no per-coordinate rows)",
+               observation_layout)
         has_solver = _overrides(problem, "solve")
         if solve is None:
             solve = has_solver
@@ -264,19 +284,29 @@ cannot compute such inner products from element-wise signed logs with any accura
         n, m, h = problem.solution_dim, problem.context_dim, history
         self.solution_dim, self.context_dim = n, m
         self.action_dim = n if action == "update" else 1
-        sizes = [("iterate", n), ("gradient", n), ("objective", 1), ("stationarity", 1), ("budget", 1),
-                 ("update_history", h * n), ("gradient_history", h * n)]
+        self.observation_layout = observation_layout
+        widths = [("iterate", 1), ("gradient", 1), ("objective", 1), ("stationarity", 1), ("budget", 1),
+                  ("update_history", h), ("gradient_history", h)]
         if secant_features:
-            sizes.append(("secant", 3))
+            widths.append(("secant", 3))
         if include_context:
-            sizes.append(("context", m))
-        sizes = [(block, size) for block, size in sizes if block not in omit_blocks]
-        self.observation_slices: dict[str, slice] = {}
-        start = 0
-        for block, size in sizes:
-            self.observation_slices[block] = slice(start, start + size)
-            start += size
-        self.observation_dim = start
+            widths.append(("context", m))
+        widths = [(block, width) for block, width in widths if block not in omit_blocks]
+        per_row = [(block, width) for block, width in widths if block in COORDINATE_BLOCKS]
+        shared = [(block, width) for block, width in widths if block not in COORDINATE_BLOCKS]
+        self.row_slices: dict[str, slice] = {}
+        self.row_layout: RowLayout | None = None
+        if observation_layout == "rows":
+            self.row_slices = _slices(per_row)
+            row_width = sum(width for _, width in per_row)
+            _check(row_width > 0, "omit_blocks", "leaving a per-coordinate block with observation_layout='rows'",
+                   omit_blocks)
+            self.observation_slices = _slices(shared, start=n * row_width)
+            self.row_layout = RowLayout(n, row_width, sum(width for _, width in shared))
+        else:
+            self.observation_slices = _slices(
+                [(block, width * n if block in COORDINATE_BLOCKS else width) for block, width in widths])
+        self.observation_dim = sum(width * (n if block in COORDINATE_BLOCKS else 1) for block, width in widths)
 
         if seeding == "shared":
             self._generators = [torch.Generator(device=self.device)]
@@ -397,19 +427,22 @@ cannot compute such inner products from element-wise signed logs with any accura
         """A copy of every copy's current iterate y_t, ``(N, solution_dim)``: after :meth:`reset`, the y₀ used."""
         return self._y.clone()
 
-    def barzilai_borwein_action(self, fallback_step: float) -> torch.Tensor:
-        """The ``step_size`` action of the Barzilai–Borwein step α = sᵀs / sᵀz of each copy's last update.
+    def barzilai_borwein_action(self, fallback_step: float, long_step: bool = True) -> torch.Tensor:
+        """The ``step_size`` action of a Barzilai–Borwein step of each copy's last update: BB1 = sᵀs / sᵀz
+        (``long_step``, the default) or BB2 = sᵀz / zᵀz.
 
         A classical solver rule as an expert to imitate (behavioural cloning, DAgger): where the last
         update shows no positive curvature (the first iteration, a rejected update) the step is
-        ``fallback_step``. Returns float32 actions (N, 1) in [-1, 1], the step clipped to ``step_size_range``.
+        ``fallback_step`` (the safeguarded first step of :class:`~amorctl.optimizers.BarzilaiBorwein`).
+        Returns float32 actions (N, 1) in [-1, 1], the step clipped to ``step_size_range``.
         """
         if self.action_mode != "step_size":
             raise ValueError(
                 f"{self.name}: a Barzilai–Borwein action needs action='step_size', not {self.action_mode!r}"
             )
         low, high = (math.log(v) for v in self.step_size_range)
-        log_step = torch.where(self._secant[:, 0] > 0, self._secant[:, 1], math.log(fallback_step))
+        secant = self._secant[:, 1] if long_step else self._secant[:, 2]
+        log_step = torch.where(self._secant[:, 0] > 0, secant, math.log(fallback_step))
         return (2 * (log_step - low) / (high - low) - 1).clamp(-1.0, 1.0).unsqueeze(-1).to(torch.float32)
 
     # ------------------------------------------------------------------ internals
@@ -524,33 +557,47 @@ cannot compute such inner products from element-wise signed logs with any accura
         stationarity = torch.log(self._stat / self._stat0 + self.gap_floor)
         budget = self._t.to(self.dtype) / self.max_iterations
         values = {
-            "iterate": lambda: signed_log(self._y),
-            "gradient": lambda: signed_log(self._g / unit),
+            "iterate": lambda: signed_log(self._y).unsqueeze(-1),
+            "gradient": lambda: signed_log(self._g / unit).unsqueeze(-1),
             "objective": lambda: objective.unsqueeze(-1),
             "stationarity": lambda: stationarity.unsqueeze(-1),
             "budget": lambda: budget.unsqueeze(-1),
-            "update_history": lambda: signed_log(self._hist_dy).reshape(N, -1),
-            "gradient_history": lambda: signed_log(self._hist_g / unit.unsqueeze(1)).reshape(N, -1),
+            "update_history": lambda: signed_log(self._hist_dy).mT,
+            "gradient_history": lambda: signed_log(self._hist_g / unit.unsqueeze(1)).mT,
             "secant": lambda: self._secant,
             "context": lambda: self._x,
         }
-        parts = [values[block]().to(self.dtype) for block in self.observation_slices]
+        # per-coordinate blocks as (N, n, width): block-major (flattened width-major) or row by row
+        rows = [values[block]().to(self.dtype) for block in (self.row_slices or ())]
+        if rows:
+            parts = [torch.cat(rows, dim=-1).reshape(N, -1)]
+        else:
+            parts = []
+        for block in self.observation_slices:
+            part = values[block]().to(self.dtype)
+            parts.append(part.mT.reshape(N, -1) if block in COORDINATE_BLOCKS else part)
         obs = torch.cat(parts, dim=-1).to(torch.float32)
         return obs.clamp(-OBSERVATION_BOUND, OBSERVATION_BOUND)
+
+
+def _slices(widths: list[tuple[str, int]], start: int = 0) -> dict[str, slice]:
+    """Consecutive slices of the named widths, from ``start``."""
+    found = {}
+    for block, width in widths:
+        found[block] = slice(start, start + width)
+        start += width
+    return found
 
 
 def _secant(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The ``secant`` block ``(N, 3)`` of update s and gradient change z: [sᵀz > 0, log sᵀs/sᵀz, log sᵀz/zᵀz].
 
-    Rows without positive curvature along s (sᵀz ≤ 0, e.g. a rejected or zero update) are all zeros.
+    The logs of :func:`~amorctl.optimizers.barzilai_borwein_steps`; rows without positive curvature along
+    s (sᵀz ≤ 0, e.g. a rejected or zero update) are all zeros.
     """
-    sz, ss, zz = (s * z).sum(-1), s.square().sum(-1), z.square().sum(-1)
-    valid = (sz > 0) & (ss > 0) & (zz > 0)
-    safe_sz = torch.where(valid, sz, torch.ones_like(sz))
-    long_step = torch.log(torch.where(valid, ss, torch.ones_like(ss)) / safe_sz)
-    short_step = torch.log(safe_sz / torch.where(valid, zz, torch.ones_like(zz)))
+    valid, long_step, short_step = barzilai_borwein_steps(s, z)
     flag = valid.to(s.dtype)
-    return torch.stack([flag, flag * long_step, flag * short_step], dim=-1)
+    return torch.stack([flag, flag * long_step.log(), flag * short_step.log()], dim=-1)
 
 
 def _check(condition: bool, argument: str, expected: str, value: object) -> None:

@@ -6,8 +6,10 @@ identical settings), ``time-to-solve --algo {td3,sac,ddpg}`` (against stable-bas
 settings; ``td3-time-to-solve`` is ``--algo td3``), ``td3-budget``, ``iterate-throughput``, ``gym-ids-sb3``
 (stable-baselines3's SAC, TD3 and PPO with their default hyper-parameters on the registered ``amorctl/*`` ids,
 against the random policy and the zero action), ``expert-sensitivity`` (the Barzilai–Borwein expert's gaps
-under small action noise), ``report-timing`` (the amortization report's speed-ups of trained direct runs
-under the current load and with two busy-loop processes more), ``lista`` (LISTA against ISTA and FISTA,
+under small action noise), ``learned-optimizers`` (tuned classical optimizers, Barzilai–Borwein and L-BFGS
+included, on a learned-optimizer config's held-out problems, and trained runs against them),
+``report-timing`` (the amortization report's speed-ups of trained direct runs under the current load
+and with two busy-loop processes more), ``lista`` (LISTA against ISTA and FISTA,
 NMSE against layers / iterations on the sparse-coding setting), ``semi-amortized`` (fully- and
 semi-amortized models × gradient estimators on one family with one training budget) and ``estimators``
 (the gradient estimators' bias and variance against the exact gradient on quadratics, and a training step's
@@ -90,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, nargs="*", default=[],
                    help="horizons T to compare (default: the config's)")
 
+    p = sections.add_parser("learned-optimizers", help="tuned GD / momentum / Adam / BB1 / BB2 / L-BFGS on a "
+                            "learned-optimizer config's held-out problems, and trained runs against them")
+    p.add_argument("--config", default="configs/td3_opt_quadratic.yaml")
+    p.add_argument("--runs", nargs="*", default=[], help="trained runs of iterate environments to compare")
+    p.add_argument("--heldout", type=int, default=512)
+    p.add_argument("--tuning", type=int, default=512)
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the config (e.g. seed=1)")
+
     p = sections.add_parser("gym-ids-sb3", help="stable-baselines3 SAC/TD3/PPO with default hyper-parameters on "
                             "every registered amorctl/* id, against the random policy and the zero action")
     p.add_argument("--steps", type=int, default=20_000, help="training env steps per run")
@@ -164,6 +174,11 @@ def _run_section(args: argparse.Namespace) -> str:
         from amorctl.benchmarking.imitation import expert_sensitivity
 
         return expert_sensitivity(args.problems, args.sigmas, args.seeds, args.biases, args.iterations)
+
+    if args.section == "learned-optimizers":
+        from amorctl.benchmarking.learned_optimizers import learned_optimizers
+
+        return learned_optimizers(args.config, args.overrides, args.runs, args.heldout, args.tuning)
 
     if args.section == "report-timing":
         from amorctl.benchmarking.report_timing import report_timing

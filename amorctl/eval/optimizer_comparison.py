@@ -3,7 +3,8 @@
 A TD3 policy trained on :class:`~amorctl.envs.IterateEnv` is a learned update rule (seed section
 2.2.3). :func:`compare_with_baselines` runs it for the environment's T iterations on held-out
 contexts and runs gradient descent, heavy-ball momentum and Adam (the baselines the learned
-optimizer has to beat) plus L-BFGS (reported alongside; ISTA and FISTA too for composite families)
+optimizer has to beat) plus the Barzilai–Borwein steps BB1 and BB2 and L-BFGS (reported alongside;
+ISTA and FISTA too for composite families)
 from the very same initial iterates, each with hyper-parameters tuned on *training* contexts only:
 
 - held-out contexts and initial iterates are those an ``IterateEnv`` built from the run's config
@@ -50,8 +51,11 @@ from amorctl.run.config import resolve_device
 REQUIRED_BASELINES = ("gd", "momentum", "adam")
 """The baselines the learned optimizer is compared with in ``ratio`` (the best of them)."""
 
-REFERENCE_BASELINES = ("lbfgs",)
+REFERENCE_BASELINES = ("bb1", "bb2", "lbfgs")
 """Reported alongside, not part of ``ratio``; ISTA and FISTA are added for composite families."""
+
+BARZILAI_BORWEIN = ("bb1", "bb2")
+"""The classical step-size rules a learned step-size policy is compared with in ``barzilai_borwein_ratio``."""
 
 MOMENTUM_GRID = (0.5, 0.8, 0.9, 0.95)
 """Heavy-ball momenta tried (each with the whole step-size grid) when tuning ``momentum``."""
@@ -106,7 +110,8 @@ def compare_with_baselines(
         The summary: ``final_mean_gap`` and ``final_median_gap`` (optimizer → value at T),
         ``best_baseline`` (the one of gd / momentum / adam with the lowest final mean gap),
         ``ratio`` (policy final mean gap / the best baseline's; < 0.5 is the issue's bar),
-        ``median_ratio`` (the same for medians), ``iterations``, ``num_heldout``,
+        ``median_ratio`` (the same for medians), ``best_barzilai_borwein`` (bb1 or bb2, the lower final
+        mean gap) and ``barzilai_borwein_ratio`` (policy final mean gap / its), ``iterations``, ``num_heldout``,
         ``heldout_seed``, ``tuning_seed`` and the paths ``json`` and ``png``; for a run with an
         ``expert`` section also ``imitation_problems``, ``policy_last_mean_gap``, ``expert_last_mean_gap``,
         ``policy_best_mean_gap``, ``expert_best_mean_gap`` and the ratios (policy / expert)
@@ -135,11 +140,7 @@ def compare_with_baselines(
         expert_env = IterateEnv(problem, num_heldout, device=device, **env_options)
         expert_gaps, expert_diverged, *_ = policy_gaps(expert_env, lambda obs: expert(expert_env, obs), heldout_seed)
         results[EXPERT] = _curves(expert_gaps, expert_diverged, None)
-    for name in _baselines(problem):
-        hyper = _tune(name, problem, x_train, y0_train, horizon)
-        run = run_optimizer(name, problem, x_test, y0_test, horizon, **hyper)
-        gaps = (run.objective_values - f_star).clamp_min(0.0)
-        results[name] = _curves(gaps, run.diverged, hyper)
+    results |= tuned_baselines(problem, (x_train, y0_train), (x_test, y0_test, f_star), horizon)
 
     final_mean = {name: r["final_mean_gap"] for name, r in results.items()}
     final_median = {name: r["final_median_gap"] for name, r in results.items()}
@@ -157,6 +158,8 @@ def compare_with_baselines(
         "ratio": _ratio(final_mean[POLICY], final_mean[best]),
         "median_ratio": _ratio(final_median[POLICY], final_median[best]),
     }
+    bb = min(BARZILAI_BORWEIN, key=lambda name: final_mean[name])
+    summary |= {"best_barzilai_borwein": bb, "barzilai_borwein_ratio": _ratio(final_mean[POLICY], final_mean[bb])}
     if expert is not None:
         summary |= _imitation(problem, env_options, device, policy, expert, heldout_seed)
     report = {
@@ -171,6 +174,37 @@ def compare_with_baselines(
     _plot(results, png_path, f"{summary['family']}: {num_heldout} held-out problems, T = {horizon}")
     _log(results, run_dir / "events", writer)
     return {**summary, "json": str(json_path), "png": str(png_path)}
+
+
+def tuned_baselines(
+    problem: Problem,
+    tuning: tuple[torch.Tensor, torch.Tensor],
+    heldout: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    horizon: int,
+) -> dict[str, dict[str, Any]]:
+    """Every classical baseline of ``problem``, tuned on ``tuning = (contexts, initial iterates)`` and run for
+    ``horizon`` iterations on ``heldout = (contexts, initial iterates, f*)``: name → its curves
+    (``hyperparameters``, ``mean_gap``, ``median_gap``, ``final_mean_gap``, ``final_median_gap``, ``diverged``)."""
+    (x_train, y0_train), (x_test, y0_test, f_star) = tuning, heldout
+    results = {}
+    for name in _baselines(problem):
+        hyper = _tune(name, problem, x_train, y0_train, horizon)
+        run = run_optimizer(name, problem, x_test, y0_test, horizon, **hyper)
+        results[name] = _curves((run.objective_values - f_star).clamp_min(0.0), run.diverged, hyper)
+    return results
+
+
+def classical_comparison(config: Any, num_heldout: int = 512, num_tuning: int = 512) -> dict[str, dict[str, Any]]:
+    """:func:`tuned_baselines` on the held-out and tuning problems :func:`compare_with_baselines` uses for a
+    learned-optimizer run with ``config`` (no policy needed): the classical side of its comparison."""
+    device = resolve_device(config)
+    problem = make_problem(**config.env.problem)
+    env_options = dict(config.env.iterate)
+    x_test, y0_test = _draw(problem, num_heldout, device, env_options, int(config.seed) + HELDOUT_SEED_OFFSET)
+    f_star = problem.objective(problem.solve(x_test).to(y0_test.dtype), x_test)
+    tuning = _draw(problem, num_tuning, device, env_options, int(config.seed) + TUNING_SEED_OFFSET)
+    horizon = int(config.env.iterate["max_iterations"])
+    return tuned_baselines(problem, tuning, (x_test, y0_test, f_star), horizon)
 
 
 # ---------------------------------------------------------------------------------- internals

@@ -59,6 +59,26 @@ def quadratic_env(problem=None, num_envs=3, **kwargs) -> IterateEnv:
     return IterateEnv(problem or SolvedDiagonalQuadratic(), num_envs, **options)
 
 
+def test_the_rows_layout_holds_the_same_entries_coordinate_by_coordinate():
+    options = dict(history=2, include_context=True, secant_features=True, action="update", max_iterations=4)
+    flat, rows = (IterateEnv(Quadratic(dim=4), 3, observation_layout=layout, **options)
+                  for layout in ("blocks", "rows"))
+    assert flat.row_layout is None and rows.row_layout.rows == 4 and rows.observation_dim == flat.observation_dim
+    assert rows.row_layout.row_features == 1 + 1 + 2 + 2 and rows.row_layout.shared_features == 3 + 3 + 8
+    actions = torch.rand(3, 3, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    obs_flat, obs_rows = flat.reset(seed=5), rows.reset(seed=5)
+    for action in [None, *actions]:
+        if action is not None:
+            obs_flat, obs_rows = flat.step(action)[0], rows.step(action)[0]
+        table = obs_rows[:, : 4 * 6].view(3, 4, 6)  # (N, coordinate, its row)
+        for block, where in rows.row_slices.items():
+            width = where.stop - where.start  # the block's entries of coordinate i are its i-th of each slot
+            expected = obs_flat[:, flat.observation_slices[block]].view(3, width, 4).mT
+            torch.testing.assert_close(table[..., where], expected)
+        for block, where in rows.observation_slices.items():
+            torch.testing.assert_close(obs_rows[:, where], obs_flat[:, flat.observation_slices[block]])
+
+
 # ---------------------------------------------------------------------------------- rewards and termination
 
 
@@ -560,3 +580,19 @@ def test_contexts_and_iterates_are_copies_of_the_drawn_problems():
     torch.testing.assert_close(signed_log(env.iterates), blocks(env, obs, "iterate").double(), atol=1e-6, rtol=1e-6)
     env.contexts.zero_()
     assert env.contexts.abs().sum() > 0
+
+
+def test_barzilai_borwein_actions_decode_to_the_long_and_short_steps():
+    env = IterateEnv(Quadratic(dim=5), 4, action="step_size", secant_features=True, step_size_range=(1e-3, 10.0))
+    env.reset(seed=0)
+    low, high = math.log(1e-3), math.log(10.0)
+    decode = lambda a: torch.exp(low + 0.5 * (a.squeeze(-1).double() + 1) * (high - low))  # noqa: E731
+    torch.testing.assert_close(decode(env.barzilai_borwein_action(0.05, long_step=False)),
+                               torch.full((4,), 0.05, dtype=torch.float64), rtol=1e-5, atol=0)  # first step
+    y, g = env.iterates, env._g.clone()
+    env.step(env.barzilai_borwein_action(0.05))
+    s, z = env.iterates - y, env._g - g
+    long_step, short_step = (s * s).sum(-1) / (s * z).sum(-1), (s * z).sum(-1) / (z * z).sum(-1)
+    torch.testing.assert_close(decode(env.barzilai_borwein_action(0.05)), long_step.double(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(decode(env.barzilai_borwein_action(0.05, long_step=False)), short_step.double(),
+                               rtol=1e-4, atol=0)

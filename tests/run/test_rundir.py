@@ -131,7 +131,13 @@ def test_a_saved_config_loads_back_unchanged(tiny_config):
                                                    ("default.yaml", "gradient"),
                                                    ("default.yaml", "loss.iterate_weights"),
                                                    ("default.yaml", "loss.geometric_ratio"),
-                                                   ("default.yaml", "eval.steps")])
+                                                   ("default.yaml", "eval.steps"),
+                                                   ("td3_opt_quadratic.yaml", "td3.policy"),
+                                                   ("td3_opt_quadratic.yaml", "env.iterate.observation_layout"),
+                                                   ("sac_pendulum.yaml", "sac.policy"),
+                                                   ("ddpg_pendulum.yaml", "ddpg.policy"),
+                                                   ("td3_opt_quadratic_warm_start.yaml", "warm_start.expert.variant"),
+                                                   ("dagger_opt_quadratic.yaml", "expert.variant")])
 def test_a_run_written_before_a_key_existed_loads_with_the_earlier_value(config_file, key, tmp_path):
     """A key of KEYS_ADDED_LATER may be absent from an older config.yaml (it resolves to the earlier value)."""
     from amorctl.run.config import load_config

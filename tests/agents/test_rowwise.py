@@ -1,0 +1,128 @@
+"""Per-row (factored) policies: one actor for every row, a critic per row, any number of rows."""
+
+import pytest
+import torch
+
+from amorctl.agents.networks import RowwiseActor, RowwiseCritic, build_actor, build_critic
+from amorctl.agents.sac import SAC
+from amorctl.agents.td3 import TD3, clipped_double_q_target
+from amorctl.envs import IterateEnv, RowLayout
+from amorctl.problems import make_problem
+
+LAYOUT = RowLayout(rows=5, row_features=3, shared_features=2)
+
+
+def coordinatewise_env(dim: int, num_envs: int = 4) -> IterateEnv:
+    problem = make_problem(name="quadratic", dim=dim)
+    return IterateEnv(
+        problem,
+        num_envs,
+        action="update",
+        observation_layout="rows",
+        history=1,
+        secant_features=True,
+        omit_blocks=("iterate",),
+        max_iterations=5,
+    )
+
+
+def test_row_inputs_hold_each_row_the_pooled_mean_and_the_shared_features():
+    obs = torch.arange(2 * 17, dtype=torch.float32).view(2, 17)  # 5 rows of 3, then 2 shared
+    inputs = LAYOUT.row_inputs(obs)
+    assert inputs.shape == (2, 5, LAYOUT.input_dim) == (2, 5, 8)
+    rows = obs[:, :15].view(2, 5, 3)
+    torch.testing.assert_close(inputs[..., :3], rows)
+    torch.testing.assert_close(inputs[..., 3:6], rows.mean(1, keepdim=True).expand(2, 5, 3))
+    torch.testing.assert_close(inputs[..., 6:], obs[:, None, 15:].expand(2, 5, 2))
+    assert LAYOUT.row_inputs(torch.zeros(1, 3 * 9 + 2)).shape == (1, 9, 8)  # R is read from the width
+    with pytest.raises(ValueError, match="not R rows of 3"):
+        LAYOUT.rows_of(16)
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_the_actor_is_row_count_independent_and_permutation_equivariant(odd):
+    torch.manual_seed(0)
+    actor = build_actor(coordinatewise_env(10), (16, 16), "rowwise_odd" if odd else "rowwise")
+    assert isinstance(actor, RowwiseActor) and actor.odd == odd
+    small, large = coordinatewise_env(10), coordinatewise_env(23)
+    for env in (small, large):
+        obs = env.reset(seed=1)
+        action = actor(obs)
+        assert action.shape == (env.num_envs, env.solution_dim) and action.abs().max() <= 1
+    # permuting the rows (coordinates) permutes the actions the same way
+    layout, obs = large.row_layout, large.reset(seed=2)
+    order = torch.randperm(layout.rows, generator=torch.Generator().manual_seed(0))
+    split = layout.rows * layout.row_features
+    rows = obs[:, :split].view(-1, layout.rows, layout.row_features)
+    permuted = torch.cat([rows[:, order].flatten(1), obs[:, split:]], dim=-1)
+    torch.testing.assert_close(actor(permuted), actor(obs)[:, order])
+    if odd:  # negating every row's features negates every action; all-zero rows do not move
+        flipped = torch.cat([-obs[:, :split], obs[:, split:]], dim=-1)
+        torch.testing.assert_close(actor(flipped), -actor(obs))
+        still = torch.cat([torch.zeros_like(obs[:, :split]), obs[:, split:]], dim=-1)
+        assert (actor(still) == 0).all()
+
+
+def test_the_critic_has_one_value_per_row_and_passes_a_gradient_check():
+    torch.manual_seed(0)
+    critic = RowwiseCritic(LAYOUT, (8, 8), num_members=2).double()
+    obs, action = torch.randn(3, 17, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64) * 2 - 1
+    assert critic(obs, action).shape == (2, 3, 5) and critic(obs, action, member=1).shape == (3, 5)
+    assert critic(torch.randn(3, 3 * 8 + 2, dtype=torch.float64), torch.zeros(3, 8, dtype=torch.float64)).shape == (
+        2,
+        3,
+        8,
+    )
+    # row r's value depends on its own action only
+    bumped = action.clone()
+    bumped[:, 2] += 0.1
+    changed = (critic(obs, bumped) != critic(obs, action)).any(dim=(0, 1))
+    assert changed.tolist() == [False, False, True, False, False]
+    assert torch.autograd.gradcheck(lambda o, a: critic(o, a), (obs.requires_grad_(), action.requires_grad_()))
+    actor = RowwiseActor(
+        LAYOUT, build_actor(type("E", (), {"observation_dim": 8, "action_dim": 1})(), (8,)), odd=True
+    ).double()
+    assert torch.autograd.gradcheck(actor, (obs,))
+
+
+def test_per_row_targets_share_the_transitions_reward_and_terminal_flag():
+    next_q = torch.tensor([[[1.0, 5.0], [2.0, 2.0]], [[3.0, 4.0], [0.0, 7.0]]])  # (E=2, B=2, R=2)
+    target = clipped_double_q_target(torch.tensor([1.0, -1.0]), torch.tensor([False, True]), next_q, 0.5)
+    torch.testing.assert_close(target, torch.tensor([[1.5, 3.0], [-1.0, -1.0]]))
+
+
+@pytest.mark.parametrize("algorithm", [TD3, SAC])
+def test_an_agent_trained_on_one_dimension_acts_on_another(algorithm):
+    env = coordinatewise_env(6)
+    agent = algorithm(
+        env,
+        policy="rowwise" if algorithm is SAC else "rowwise_odd",
+        hidden_sizes=(16, 16),
+        batch_size=8,
+        buffer_size=200,
+        learning_starts=16,
+        gradient_steps=2,
+        seed=0,
+    )
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    agent.collect_and_train(64)
+    metrics = agent.loss_metrics()
+    assert all(torch.isfinite(value) for value in metrics.values()) and "losses/actor_loss" in metrics
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
+    other = algorithm(coordinatewise_env(15, num_envs=3), policy=agent.policy, hidden_sizes=(16, 16), seed=1)
+    other.actor.load_state_dict(agent.actor.state_dict())  # same parameter shapes whatever the dimension
+    other.critic.load_state_dict(agent.critic.state_dict())
+    obs = other.env.reset(seed=0)
+    assert other.predict(obs).shape == (3, 15)
+    torch.testing.assert_close(other.predict(obs[:, :]), agent.actor.to(obs.device)(obs))
+
+
+def test_a_per_row_policy_needs_a_row_layout_and_odd_needs_a_deterministic_actor():
+    flat = IterateEnv(make_problem(name="quadratic", dim=4), 1, action="update")
+    assert flat.row_layout is None
+    with pytest.raises(ValueError, match="declares a row layout"):
+        build_actor(flat, (8,), "rowwise")
+    with pytest.raises(ValueError, match="declares a row layout"):
+        build_critic(flat, (8,), 2, "rowwise")
+    with pytest.raises(ValueError, match="deterministic actor"):
+        build_actor(coordinatewise_env(4), (8,), "rowwise_odd", gaussian=True)
