@@ -36,6 +36,7 @@ from amorctl.losses import (
 )
 from amorctl.models import MODELS, build_model, is_semi_amortized, model_iterates
 from amorctl.problems import Problem, has_planted_solutions, make_problem
+from amorctl.registry import Registry
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     FiniteFloat,
@@ -128,7 +129,7 @@ class DirectConfig(RunConfig):
     @model_validator(mode="after")
     def _check_problem_and_model(self) -> DirectConfig:
         self.problem = validate_problem_section(self.problem, default="pendulum_mpc")
-        self.model = validate_model_section(self.model)
+        self.model = validate_registry_section(self.model, "model", "kind", "mlp", MODELS, skip=("problem",))
         problem = make_problem(**self.problem)
         name = self.problem["name"]
         if self.loss.target == "planted" and not has_planted_solutions(problem):
@@ -136,7 +137,7 @@ class DirectConfig(RunConfig):
                               f"(Problem.sample_planted, e.g. lasso); problem {name!r} plants none")
         if self.loss.kind != "objective" and self.loss.target == "solver" and type(problem).solve is Problem.solve:
             raise ConfigError(f"loss.kind={self.loss.kind!r} needs y*, but problem {name!r} has no reference solver")
-        self.gradient = validate_gradient_section(self.gradient)
+        self.gradient = validate_registry_section(self.gradient, "gradient", "estimator", "bptt", ESTIMATORS)
         built: list[nn.Module] = []  # the model, built on the meta device (nothing allocated) for the checks
 
         def build() -> nn.Module:
@@ -190,33 +191,22 @@ class DirectConfig(RunConfig):
         return Schedule(t.steps, t.log_every, t.eval_every, t.checkpoint_every, t.keep_checkpoints, t.max_wall_seconds)
 
 
-def validate_model_section(section: Any) -> dict[str, Any]:
-    """Check ``model.kind`` and the builder's keyword arguments; returns them with types coerced."""
+def validate_registry_section(
+    section: Any, key: str, name_key: str, default: str, registry: Registry[Any], skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Check config section ``key``: ``section[name_key]`` (``default`` when absent) names an entry of
+    ``registry``, and the other keys are that entry's keyword arguments (``skip`` excepted), with types
+    coerced. Returns the section with ``name_key`` first."""
     if not isinstance(section, dict):
-        raise ConfigError(f"config key 'model' must be a section (a mapping with a 'kind'), got {section!r}")
-    section = {"kind": "mlp", **section}
+        raise ConfigError(f"config key {key!r} must be a section (a mapping with a {name_key!r}), got {section!r}")
+    section = {name_key: default, **section}
     try:
-        build = MODELS.lookup(section["kind"])
+        entry = registry.lookup(section[name_key])
     except KeyError as error:
         raise ConfigError(str(error)) from None
-    keys = {key: value for key, value in section.items() if key != "kind"}
-    schema = constructor_schema(build, skip=("problem",))
-    checked = validate_section(schema, keys, "model").model_dump()
-    return {"kind": section["kind"], **checked}
-
-
-def validate_gradient_section(section: Any) -> dict[str, Any]:
-    """Check ``gradient.estimator`` and the estimator's keyword arguments; returns them with types coerced."""
-    if not isinstance(section, dict):
-        raise ConfigError(f"config key 'gradient' must be a section (a mapping with an 'estimator'), got {section!r}")
-    section = {"estimator": "bptt", **section}
-    try:
-        estimator = ESTIMATORS.lookup(section["estimator"])
-    except KeyError as error:
-        raise ConfigError(str(error)) from None
-    keys = {key: value for key, value in section.items() if key != "estimator"}
-    checked = validate_section(constructor_schema(estimator), keys, "gradient").model_dump()
-    return {"estimator": section["estimator"], **checked}
+    keys = {name: value for name, value in section.items() if name != name_key}
+    checked = validate_section(constructor_schema(entry, skip=skip), keys, key).model_dump()
+    return {name_key: section[name_key], **checked}
 
 
 # ---------------------------------------------------------------------------------------- learner

@@ -91,6 +91,9 @@ class OffPolicyAlgorithm(ABC):
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.num_timesteps = 0
         self.num_updates = 0
+        self.updates_start = learning_starts
+        """``num_timesteps`` from which updates run: ``learning_starts``, or later after a resume whose replay
+        buffer holds fewer than ``learning_starts`` transitions (the buffer is refilled first)."""
         self._obs: torch.Tensor | None = None
         self._action_noise = torch.empty(env.num_envs, env.action_dim, device=self.device)
 
@@ -197,7 +200,7 @@ class OffPolicyAlgorithm(ABC):
             finished += torch.stack([ended.sum(), returns @ ended, lengths @ ended]).to(device)
             obs = next_obs.to(device)
             self.num_timesteps += n
-            if behaviour is None and self.num_timesteps >= self.learning_starts:
+            if behaviour is None and self.num_timesteps >= self.updates_start:
                 for _ in range(self.gradient_steps):
                     self.train_step()
         self._obs = obs
@@ -274,6 +277,10 @@ class OffPolicyAlgorithm(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; without a saved replay buffer, the buffer starts empty.
 
+        Updates wait until the buffer holds ``learning_starts`` transitions again (collected by the
+        restored policy with its exploration noise, not uniformly), so a resume never trains on a
+        nearly empty buffer.
+
         Nothing in ``state`` is aliased afterwards (optimizers would otherwise keep its tensors as their
         own and update them in place), so one state can be loaded any number of times. The learning
         rate stays this learner's (a resume may change it).
@@ -294,5 +301,7 @@ class OffPolicyAlgorithm(ABC):
         )
         if "replay_buffer" in state:
             self.replay_buffer.load_state_dict(state["replay_buffer"])
+        missing = min(self.learning_starts, self.replay_buffer.capacity) - len(self.replay_buffer)
+        self.updates_start = max(self.learning_starts, self.num_timesteps + missing)
         self.restart_episodes()
         self.forget_losses()

@@ -1,8 +1,10 @@
 """The environment-kind registry: ``env.kind`` names a config section and how to build a BatchedEnv from it.
 
 Shipped kinds: ``gym`` (a gymnasium task behind :class:`~amorctl.envs.GymVectorEnv`), ``iterate``
-(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`) and ``pendulum_mpc`` (the
-``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`). A kind
+(a problem family's solver iterations, :class:`~amorctl.envs.IterateEnv`), ``pendulum_mpc`` (the
+``pendulum_mpc`` family's pendulum as a control task, :class:`~amorctl.envs.PendulumControlEnv`), ``admm``
+(OSQP's ADMM on a QP family with ρ as the action, :class:`~amorctl.envs.ADMMEnv`) and ``mjwarp`` (gymnasium
+v5's MuJoCo tasks as N worlds of MuJoCo Warp, :class:`~amorctl.envs.mjwarp.MjWarpEnv`). A kind
 of your own is a :class:`~amorctl.schema.Section` with ``kind: Literal[<name>]`` and ``num_envs``, a function
 ``make(section, num_envs, device) -> BatchedEnv``, and one :func:`register_env_kind` call.
 """
@@ -16,11 +18,14 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from amorctl.envs.admm import ADMMEnv
 from amorctl.envs.base import BatchedEnv
 from amorctl.envs.gym_adapter import GymVectorEnv, Vectorization, check_env_id
 from amorctl.envs.iterate import IterateEnv
+from amorctl.envs.mjwarp import DEFAULT_MAX_EPISODE_STEPS, MjWarpEnv, mj_task
 from amorctl.envs.pendulum import PendulumControlEnv
 from amorctl.problems import ProblemArgumentError, make_problem
+from amorctl.problems.qp import QP_FAMILIES, make_qp_family
 from amorctl.registry import Registry
 from amorctl.run.errors import ConfigError
 from amorctl.schema import (
@@ -119,6 +124,15 @@ def env_dims(section: Section) -> tuple[int, int]:
         return env.observation_dim, env.action_dim
 
 
+def checked_id(env_id: str, check: Callable[[str], Any]) -> str:
+    """``env_id`` when ``check(env_id)`` accepts it; its ``ValueError`` again, naming the key ``env.id``."""
+    try:
+        check(env_id)
+    except ValueError as error:
+        raise ValueError(f"config key 'env.id': {error}") from None
+    return env_id
+
+
 class GymEnvConfig(Section):
     """``env.kind: gym``: a gymnasium task with a Box action space (``id``), ``num_envs`` copies."""
 
@@ -132,11 +146,7 @@ class GymEnvConfig(Section):
     @field_validator("id")
     @classmethod
     def _registered(cls, env_id: str) -> str:
-        try:
-            check_env_id(env_id)
-        except ValueError as error:
-            raise ValueError(f"config key 'env.id': {error}") from None
-        return env_id
+        return checked_id(env_id, check_env_id)
 
 
 GYM_COPY_BYTES = 2**20
@@ -220,6 +230,82 @@ def pendulum_memory(section: PendulumEnvConfig) -> dict[str, int]:
     return {"the pendulum state (env.num_envs)": 64}
 
 
+class ADMMEnvConfig(Section):
+    """``env.kind: admm``: OSQP's ADMM on a QP family with ρ as the action (:class:`~amorctl.envs.ADMMEnv`); the
+    family's name and size keys in ``family`` (default ``random_qp``), the environment's options in ``admm``."""
+
+    kind: Literal["admm"] = "admm"
+    num_envs: PositiveInt = 1
+    family: dict[str, Any] = Field(default_factory=dict)
+    admm: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> ADMMEnvConfig:
+        section = {"name": "random_qp", **self.family}
+        try:
+            family = QP_FAMILIES.lookup(section["name"], "env.family.name")
+        except KeyError as error:
+            raise ConfigError(str(error)) from None
+        kwargs = {key: value for key, value in section.items() if key != "name"}
+        self.family = {"name": section["name"], **validate_section(constructor_schema(family), kwargs, "env.family")
+                       .model_dump()}
+        try:
+            family(**kwargs)
+        except ProblemArgumentError as error:
+            raise ConfigError(
+                f"config key 'env.family.{error.argument}' must be {error.expected}, got {error.value!r}"
+            ) from None
+        schema = constructor_schema(ADMMEnv, skip=("family", "num_envs", "device", "dtype"))
+        self.admm = validate_section(schema, self.admm, "env.admm").model_dump()
+        return self
+
+
+def make_admm(section: ADMMEnvConfig, num_envs: int, device: torch.device) -> ADMMEnv:
+    return ADMMEnv(make_qp_family(**section.family), num_envs, device=device, **section.admm)
+
+
+def admm_memory(section: ADMMEnvConfig) -> dict[str, int]:
+    """One copy's float64 problem data and solver state: P, A (twice), the matrix and its inverse, the vectors."""
+    family = make_qp_family(**section.family)
+    n, m = family.num_variables, family.num_constraints
+    return {"the QP's matrices (env.family sizes)": 8 * (3 * n * n + 2 * m * n + 12 * (n + m))}
+
+
+class MjWarpEnvConfig(Section):
+    """``env.kind: mjwarp``: a gymnasium v5 MuJoCo task (``id``) as ``num_envs`` MuJoCo Warp worlds on the
+    run's device."""
+
+    kind: Literal["mjwarp"] = "mjwarp"
+    id: str = "HalfCheetah-v5"
+    num_envs: PositiveInt = 1
+    max_episode_steps: PositiveInt = DEFAULT_MAX_EPISODE_STEPS
+    nconmax: PositiveInt | None = None
+    """Contacts allocated per world (MuJoCo Warp's heuristic when unset)."""
+    njmax: PositiveInt | None = None
+    """Constraint rows allocated per world (MuJoCo Warp's heuristic when unset)."""
+
+    @field_validator("id")
+    @classmethod
+    def _offered(cls, env_id: str) -> str:
+        return checked_id(env_id, mj_task)
+
+
+MJWARP_WORLD_BYTES = 2**18
+"""A rough upper estimate of one MuJoCo Warp world of the five tasks: the Data arrays of one world, with
+MuJoCo Warp's default contact and constraint allocations, sum to 15 KiB (InvertedPendulum) ... 28 KiB (Ant)."""
+
+
+def mjwarp_memory(section: MjWarpEnvConfig) -> dict[str, int]:
+    return {"a MuJoCo Warp world (env.num_envs, env.nconmax, env.njmax)": MJWARP_WORLD_BYTES}
+
+
+def make_mjwarp(section: MjWarpEnvConfig, num_envs: int, device: torch.device) -> MjWarpEnv:
+    return MjWarpEnv(section.id, num_envs, device, max_episode_steps=section.max_episode_steps,
+                     nconmax=section.nconmax, njmax=section.njmax)
+
+
 register_env_kind("gym", GymEnvConfig, make_gym, gym_memory)
 register_env_kind("iterate", IterateEnvConfig, make_iterate, iterate_memory)
 register_env_kind("pendulum_mpc", PendulumEnvConfig, make_pendulum, pendulum_memory)
+register_env_kind("admm", ADMMEnvConfig, make_admm, admm_memory)
+register_env_kind("mjwarp", MjWarpEnvConfig, make_mjwarp, mjwarp_memory)

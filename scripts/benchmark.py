@@ -13,7 +13,10 @@ and with two busy-loop processes more), ``lista`` (LISTA against ISTA and FISTA,
 NMSE against layers / iterations on the sparse-coding setting), ``semi-amortized`` (fully- and
 semi-amortized models × gradient estimators on one family with one training budget) and ``estimators``
 (the gradient estimators' bias and variance against the exact gradient on quadratics, and a training step's
-memory against K for implicit and bptt). Record results in
+memory against K for implicit and bptt), ``admm-throughput`` (QPs solved per second by the batched ADMM
+solver at N = 1, 64, 1024 against the osqp package called in a loop on the same problems) and ``mjwarp-throughput``
+(MuJoCo Warp environment steps per second against N on the CPU and CUDA, next to gymnasium's vector
+environments). Record results in
 ``benchmarks/RESULTS.md``.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amorctl.envs.mjwarp_tasks import MJ_TASKS
 from amorctl.run.errors import AmorctlError
 
 
@@ -63,8 +67,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sections.add_parser("iterate-throughput", help="optimizer-as-MDP environment throughput")
     p.add_argument("--num-envs", type=int, default=1024)
+    p.add_argument("--device", default="cpu", help="where the batched IterateEnv runs (e.g. cuda)")
     p.add_argument("--family", default="quadratic")
     p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=3)
+
+    p = sections.add_parser("mjwarp-throughput", help="MuJoCo Warp environment steps/s against N (CPU, and CUDA "
+                            "when available), next to gymnasium's vector environments")
+    p.add_argument("--id", default="HalfCheetah-v5", choices=list(MJ_TASKS), help="an MjWarpEnv task")
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 256, 1024])
+    p.add_argument("--device", nargs="+", default=None, help="devices to run MjWarpEnv on (default: cpu, and cuda "
+                   "when available)")
+    p.add_argument("--gym-num-envs", type=int, nargs="*", default=[1, 16])
+    p.add_argument("--steps", type=int, default=10, help="timed vectorized steps per repeat")
     p.add_argument("--repeats", type=int, default=3)
 
     p = sections.add_parser("expert-sensitivity", help="the Barzilai–Borwein expert's mean gaps under small "
@@ -133,6 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000], help="model.steps K of the memory table")
     p.add_argument("--tables", nargs="+", choices=["bias", "memory"], default=["bias", "memory"])
 
+    p = sections.add_parser("admm-throughput", help="QPs solved per second: the batched ADMM solver at several N "
+                            "against the osqp package called in a loop on the same problems")
+    p.add_argument("--families", nargs="+", default=None, metavar="NAME[:KEY=VALUE,...]",
+                   help="QP families and sizes (default: every class at n <= 50)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024], help="batch sizes N")
+    p.add_argument("--eps", type=float, default=1e-3, help="eps_abs = eps_rel of both solvers")
+    p.add_argument("--single-problems", type=int, default=64, help="problems solved one by one at N = 1")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the batched solver's dtype")
+    p.add_argument("--no-refine", action="store_true",
+                   help="the batched solver without its solve refinement step (ADMMSettings.refine_solve)")
+
     args = parser.parse_args(argv)
     try:
         print(_run_section(args))
@@ -177,10 +203,27 @@ def _run_section(args: argparse.Namespace) -> str:
 
         return estimators_benchmark(args.repeats, tuple(args.ks), tuple(args.tables))
 
+    if args.section == "admm-throughput":
+        from amorctl.benchmarking.admm import DEFAULT_FAMILIES, admm_throughput
+
+        if min(args.sizes) < 1 or args.eps <= 0 or args.single_problems < 1:
+            raise AmorctlError("admm-throughput needs --sizes >= 1, --eps > 0 and --single-problems >= 1")
+        return admm_throughput(args.families or DEFAULT_FAMILIES, args.sizes, args.eps, args.single_problems,
+                               args.dtype, not args.no_refine)
+
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput
 
-        return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats)
+        return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats,
+                                  device=args.device)
+
+    if args.section == "mjwarp-throughput":
+        import torch
+
+        from amorctl.benchmarking.mjwarp import mjwarp_throughput
+
+        devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+        return mjwarp_throughput(args.id, args.num_envs, args.steps, args.repeats, devices, args.gym_num_envs)
 
     if args.section == "gym-ids-sb3":
         from amorctl.benchmarking.gym_ids import gym_ids_sb3

@@ -1,7 +1,12 @@
-"""Shared fixtures: tiny runs in a temporary runs folder, and a registry guard for test families."""
+"""Shared fixtures: tiny runs in a temporary runs folder, and a registry guard for test families.
+
+``AMORCTL_TEST_DEVICE=cuda python -m pytest`` runs the tests that honour :data:`TEST_DEVICE` (the tiny
+runs of :data:`TINY`, the MuJoCo Warp environment tests) on the GPU; unset, everything runs on the CPU.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import uuid
@@ -19,9 +24,14 @@ from amorctl.run.config import load_config
 # Two shared CPU cores: one intra-op thread per test process avoids oversubscription stalls.
 torch.set_num_threads(1)
 
+TEST_DEVICE = torch.device(os.environ.get("AMORCTL_TEST_DEVICE", "cpu"))
+"""The device of the tests that take one: ``AMORCTL_TEST_DEVICE`` (``cpu`` when unset, e.g. ``cuda``)."""
+if TEST_DEVICE.type == "cuda" and not torch.cuda.is_available():
+    raise pytest.UsageError(f"AMORCTL_TEST_DEVICE={TEST_DEVICE} but torch sees no CUDA device")
+
 TINY = [
     "name=tiny",
-    "device=cpu",
+    f"device={TEST_DEVICE}",
     "problem={name: quadratic, dim: 3, cond_max: 10}",
     "model.hidden_sizes=[16]",
     "train.steps=6",
@@ -34,6 +44,12 @@ TINY = [
     "eval.timing_repeats=1",
 ]
 """Overrides for a run that takes a fraction of a second: a 3-d quadratic, a 16-unit MLP, 6 steps."""
+
+
+@pytest.fixture(scope="session")
+def test_device() -> torch.device:
+    """:data:`TEST_DEVICE`, for tests that build tensors or environments on the device under test."""
+    return TEST_DEVICE
 
 
 @pytest.fixture

@@ -95,6 +95,7 @@ def test_time_to_solve_section_runs_both_implementations_of_an_algorithm():
     assert len(rows) == 2 and all("400" in row for row in rows)
     assert "RL Zoo `hyperparams/sac.yml` entry Pendulum-v1: learning_rate=0.001" in result.stdout
     assert "amorctl median / stable-baselines3 median: **undefined" in result.stdout
+    assert "amorctl last eval return over 1 seeds: IQM " in result.stdout
     assert "Command: `python scripts/benchmark.py time-to-solve --algo sac" in result.stdout
     assert curves[0].startswith("implementation,task,seed,env_steps")
     assert {line.split(",")[3] for line in curves[1:]} == {"200", "400"}

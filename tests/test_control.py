@@ -119,12 +119,13 @@ def test_resume_with_the_replay_buffer_equals_the_uninterrupted_run(tmp_path, ca
 
 
 def test_resume_without_the_replay_buffer_continues(tmp_path, capsys):
+    """The resumed run refills its empty buffer with learning_starts = 50 transitions before updating again."""
     _, resumed = _resume_pair(tmp_path)
     start = load_checkpoint(resumed / "checkpoints" / "step_000000100.pt")["learner"]["algorithm"]
     last = load_checkpoint(resumed / "checkpoints" / "step_000000200.pt")
     end = last["learner"]["algorithm"]
     assert "replay_buffer" not in end
-    assert last["step"] == 200 and end["num_updates"] == start["num_updates"] + 100
+    assert last["step"] == 200 and end["num_updates"] == start["num_updates"] + 51  # steps 150..200
     assert not torch.equal(start["actor"]["body.0.weight"], end["actor"]["body.0.weight"])
     assert json.loads((resumed / "eval" / "metrics.json").read_text())["step"] == 200
 

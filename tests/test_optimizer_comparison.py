@@ -134,7 +134,7 @@ def test_iterate_throughput_table_has_both_rows():
     table = iterate_throughput(num_envs=4, family="quadratic", steps=3, repeats=1)
     lines = table.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| environment")
-    assert "IterateEnv (batched)" in lines[2] and "SyncVectorEnv" in lines[3]
+    assert "IterateEnv (batched, cpu)" in lines[2] and "SyncVectorEnv" in lines[3]
     assert all("| quadratic | 4 |" in line for line in lines[2:])
     with pytest.raises(ValueError, match="unknown family"):
         iterate_throughput(num_envs=4, family="nope", steps=1, repeats=1)

@@ -69,17 +69,21 @@ def command_line() -> str:
     return " ".join(shlex.quote(arg) for arg in [sys.executable.rsplit("/", 1)[-1], *sys.argv])
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``lscpu``), or what ``platform`` knows."""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        return next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine_info() -> str:
     """CPU model and cores, library versions and the UTC date, one line."""
     import gymnasium
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     try:
         import stable_baselines3
 

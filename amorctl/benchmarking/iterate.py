@@ -23,13 +23,14 @@ from amorctl.benchmarking.common import markdown_table, median
 SEED = 0
 
 
-def iterate_throughput(num_envs: int, family: str, steps: int, repeats: int) -> str:
+def iterate_throughput(num_envs: int, family: str, steps: int, repeats: int, device: str = "cpu") -> str:
     """A Markdown table of environment steps per second (N × vectorized steps / seconds, median of ``repeats``).
 
     Rows: the batched ``IterateEnv`` and gymnasium's ``SyncVectorEnv`` of the single-instance form,
     for ``family`` (a registered family name such as ``"quadratic"``) with ``num_envs`` copies and
     ``steps`` vectorized steps per repeat; a last column gives each row's speed relative to the
-    sync reference.
+    sync reference. ``device`` is where the batched form runs (on CUDA its clock stops after a
+    synchronisation); the sync reference always runs on the CPU.
     """
     import gymnasium as gym
 
@@ -45,15 +46,18 @@ def iterate_throughput(num_envs: int, family: str, steps: int, repeats: int) -> 
     register_iterate_envs()
 
     options = registered_kwargs(family)
-    batched = IterateEnv(make_problem(options.pop("problem")), num_envs, **options)
+    batched = IterateEnv(make_problem(options.pop("problem")), num_envs, device=device, **options)
     generator = torch.Generator().manual_seed(SEED)
     actions = torch.rand(steps, num_envs, batched.action_dim, generator=generator) * 2 - 1
+    device_actions = actions.to(batched.device)
 
     def run_batched() -> float:
         batched.reset(seed=SEED)
         start = time.perf_counter()
-        for action in actions:
+        for action in device_actions:
             batched.step(action)
+        if batched.device.type == "cuda":
+            torch.cuda.synchronize(batched.device)
         return time.perf_counter() - start
 
     sync = gym.make_vec(ids[family], num_envs=num_envs, vectorization_mode="sync")
@@ -74,7 +78,7 @@ def iterate_throughput(num_envs: int, family: str, steps: int, repeats: int) -> 
         sync.close()
     header = ["environment", "family", "N", "env steps / s", "× sync"]
     rows = [
-        ["IterateEnv (batched)", family, num_envs, batched_rate, batched_rate / sync_rate],
+        [f"IterateEnv (batched, {batched.device})", family, num_envs, batched_rate, batched_rate / sync_rate],
         ["gymnasium SyncVectorEnv of IterateGymEnv", family, num_envs, sync_rate, 1.0],
     ]
     return markdown_table(header, rows)

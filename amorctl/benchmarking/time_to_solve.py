@@ -38,6 +38,7 @@ import torch
 
 from amorctl.benchmarking.common import command_line, log, machine_info, markdown_table, median, one_thread
 from amorctl.benchmarking.throughput import _load_class
+from amorctl.sweep.stats import summarize
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NAMES = ("amorctl", "stable-baselines3")
@@ -384,6 +385,13 @@ def time_to_solve(algorithm: str = "td3", task: str = "pendulum", seeds: int = 3
         ratio = medians["amorctl"] / medians["stable-baselines3"]
         shown = f"{ratio:.3f}" if not math.isnan(ratio) else "undefined (neither median reached)"
         lines += [f"amorctl median / stable-baselines3 median: **{shown}** (target ≤ 0.333).", ""]
+    for name in medians:  # the final returns' seed statistics (amorctl.sweep.stats)
+        finals = [r.final_return for r in results if r.implementation == name and math.isfinite(r.final_return)]
+        if finals:
+            row = summarize(finals)
+            lines.append(f"{name} last eval return over {row['n']} seeds: IQM {row['iqm']:.1f} "
+                         f"[{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}] (95 % bootstrap CI), "
+                         f"mean {row['mean']:.1f} ± {row['stderr']:.1f} (standard error).  ")
     sides = []
     if "amorctl" in medians:
         sides.append(f"amorctl: `configs/{spec.configs[task]}` as shipped" + (

@@ -1,9 +1,10 @@
 """What ``scripts/evaluate.py`` adds for some environment kinds, as registries keyed by ``env.kind``.
 
 - :data:`VIDEOS`: kinds that can be filmed (``gym``: MuJoCo and classic-control tasks through
-  :func:`~amorctl.eval.video.record_video`);
+  :func:`~amorctl.eval.video.record_video`; ``mjwarp``: through :func:`~amorctl.eval.video.record_mjwarp_video`);
 - :data:`REPORTS`: extra reports on a trained policy (``iterate``: the learned optimizer against tuned
-  classical optimizers, :func:`~amorctl.eval.optimizer_comparison.compare_with_baselines`);
+  classical optimizers, :func:`~amorctl.eval.optimizer_comparison.compare_with_baselines`; ``admm``: the learned
+  ρ policy against OSQP's ρ rules on every QP class, :func:`~amorctl.eval.rho_comparison.compare_rho_policies`);
 - :data:`MODEL_REPORTS`, keyed by ``problem.name``: reports on a trained amortization model
   (``pendulum_mpc``: the model as a receding-horizon controller against the solver-in-the-loop MPC
   controller, :func:`~amorctl.eval.closed_loop.compare_pendulum_controllers`).
@@ -22,7 +23,8 @@ import torch
 
 from amorctl.eval.closed_loop import compare_pendulum_controllers
 from amorctl.eval.optimizer_comparison import compare_with_baselines
-from amorctl.eval.video import record_video
+from amorctl.eval.rho_comparison import compare_rho_policies
+from amorctl.eval.video import record_mjwarp_video, record_video
 from amorctl.registry import Registry
 from amorctl.run.atomic import atomic_write_text
 
@@ -46,6 +48,10 @@ def _film_gym(env: Any, policy: Policy, folder: Path, seed: int, episodes: int, 
     return record_video(policy, env.id, folder, seed, episodes, prefix, env.max_episode_steps)
 
 
+def _film_mjwarp(env: Any, policy: Policy, folder: Path, seed: int, episodes: int, prefix: str) -> list[dict]:
+    return record_mjwarp_video(policy, env.id, folder, seed, episodes, prefix, env.max_episode_steps)
+
+
 def _pendulum_closed_loop(problem: Any, model: Policy, episodes: int, steps: int, seed: int,
                           device: torch.device) -> dict[str, Any]:
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -53,7 +59,9 @@ def _pendulum_closed_loop(problem: Any, model: Policy, episodes: int, steps: int
 
 
 VIDEOS.register("gym", _film_gym)
+VIDEOS.register("mjwarp", _film_mjwarp)
 REPORTS.register("iterate", compare_with_baselines)
+REPORTS.register("admm", compare_rho_policies)
 MODEL_REPORTS.register("pendulum_mpc", _pendulum_closed_loop)
 
 

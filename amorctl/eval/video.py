@@ -5,6 +5,9 @@ copy of a gymnasium task through ``gymnasium.wrappers.RecordVideo``. Episode k s
 ``reset(seed=seed + k)`` and its actions go through the same :class:`~amorctl.envs.ActionMap` as in
 training (:func:`~amorctl.envs.make_gym_env`), so the video of episode k shows exactly the episode that
 :func:`amorctl.eval.rollouts.run_episodes` scored with that seed.
+:func:`record_mjwarp_video` films a MuJoCo Warp task (``env.kind: mjwarp``): it plays one world of an
+:class:`~amorctl.envs.MjWarpEnv` and renders each step by copying the world's joint state into a CPU
+``MjData`` drawn by gymnasium's ``MujocoRenderer``.
 
 Rendering. MuJoCo tasks render offscreen through MuJoCo's OpenGL backend named by ``MUJOCO_GL``;
 ``scripts/evaluate.py --video`` (and :func:`record_video`) set it to ``egl`` when it is unset, which
@@ -99,6 +102,11 @@ def record_video(
             env.close()
         raise
     env.close()  # writes the last episode's video (each reset wrote the one before)
+    return _with_video_files(results, folder, name_prefix)
+
+
+def _with_video_files(results: list[dict[str, Any]], folder: Path, name_prefix: str) -> list[dict[str, Any]]:
+    """Each episode's result with its video's path, size in bytes, and frames and seconds as ffmpeg decodes them."""
     for k, result in enumerate(results):
         path = Path(folder) / f"{name_prefix}-episode-{k}.mp4"
         if not path.is_file():
@@ -106,6 +114,80 @@ def record_video(
         frames, seconds = video_frames(path)
         result |= {"path": str(path), "bytes": path.stat().st_size, "frames": frames, "seconds": seconds}
     return results
+
+
+@torch.no_grad()
+def record_mjwarp_video(
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    env_id: str,
+    folder: Path,
+    seed: int,
+    episodes: int = 1,
+    name_prefix: str = "evaluate",
+    max_episode_steps: int | None = None,
+    size: tuple[int, int] = (480, 480),
+) -> list[dict[str, Any]]:
+    """Film ``episodes`` deterministic episodes of an :class:`~amorctl.envs.MjWarpEnv` task as mp4 files in ``folder``.
+
+    Episode k is the episode of a one-world MjWarpEnv on the CPU after ``reset(seed=seed + k)``, the one
+    :func:`amorctl.eval.rollouts.run_episodes` scores with that seed whatever its N (to float32 rounding:
+    with contacts, a one-world and an N-world simulation can differ in the last bits). After the reset and
+    after every step but the last (whose end state the automatic reset replaces), the world's (qpos,
+    qvel) is copied into a CPU ``mujoco.MjData`` and drawn by gymnasium's own ``MujocoRenderer`` with the
+    task's gymnasium camera; frames are written at 1 / dt frames per second with moviepy, as
+    ``RecordVideo`` does. Returns what :func:`record_video` returns (``frames_captured`` = the length).
+    """
+    import mujoco
+    from gymnasium.envs.mujoco.mujoco_rendering import MujocoRenderer
+
+    from amorctl.envs.mjwarp import MjWarpEnv
+
+    backend = default_gl_backend()
+    extra = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+    env = MjWarpEnv(env_id, 1, "cpu", **extra)
+    data = mujoco.MjData(env.mj_model)
+    renderer = MujocoRenderer(env.mj_model, data, _camera_config(env_id), width=size[0], height=size[1])
+
+    def frame() -> np.ndarray:
+        data.qpos[:], data.qvel[:] = env.world_state(0)
+        mujoco.mj_forward(env.mj_model, data)
+        return renderer.render("rgb_array").copy()
+
+    results = []
+    try:
+        for k in range(episodes):
+            obs = env.reset(seed=seed + k)
+            frames, ended = [_rendering(frame, env_id, backend)], False
+            while not ended:
+                obs, _, terminated, truncated, info = env.step(policy(obs).cpu().float())
+                ended = bool(terminated[0] | truncated[0])
+                if not ended:
+                    frames.append(frame())
+            _write_mp4(frames, Path(folder) / f"{name_prefix}-episode-{k}.mp4", fps=round(1.0 / env.dt))
+            results.append({"seed": seed + k, "return": float(info["episode_return"][0]),
+                            "length": int(info["episode_length"][0]), "frames_captured": len(frames)})
+    finally:
+        renderer.close()
+        env.close()
+    return _with_video_files(results, folder, name_prefix)
+
+
+def _camera_config(env_id: str) -> dict[str, Any]:
+    """gymnasium's camera settings for the task (``DEFAULT_CAMERA_CONFIG`` of its ``*_v5`` module)."""
+    import importlib
+
+    module = importlib.import_module(gym.spec(env_id).entry_point.split(":")[0])
+    return dict(getattr(module, "DEFAULT_CAMERA_CONFIG", {}))
+
+
+def _write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    """Write RGB frames as an mp4 with moviepy (what gymnasium's ``RecordVideo`` uses)."""
+    try:
+        from moviepy.video.io.ImageSequenceClip import ImageSequenceClip
+    except ImportError as error:
+        raise EvaluationError(f"--video needs moviepy to write mp4 files ({_first_line(error)})") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ImageSequenceClip(frames, fps=fps).write_videofile(str(path), logger=None)
 
 
 def video_frames(path: Path) -> tuple[int, float]:

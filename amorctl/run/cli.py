@@ -25,9 +25,14 @@ def train_main(argv: list[str] | None = None) -> int:
     )
     _add_import_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from amorctl.sweep.cli import add_seed_options, train_seeds
+
+    add_seed_options(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_intermixed_args(argv)
 
+    if args.seeds is not None:
+        return _exit_status(lambda: train_seeds(args), "interrupted; the seeds' last checkpoints are kept")
     return _exit_status(lambda: _train(args), "interrupted; the last checkpoint is kept")
 
 

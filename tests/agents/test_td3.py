@@ -123,6 +123,27 @@ def test_state_dict_round_trip_continues_identically():
     assert torch.equal(agent.replay_buffer.obs[:240], restored.replay_buffer.obs[:240])
 
 
+def test_a_resume_without_the_replay_buffer_refills_it_before_updating():
+    """Without a saved buffer, updates wait for ``learning_starts`` fresh transitions (the restored policy
+    acts, with its noise); a resume with the buffer continues updating at once."""
+    agent = TD3(pendulum(), learning_starts=60, seed=1, **SMALL)
+    agent.collect_and_train(120)
+    updates = agent.num_updates
+    assert updates == 31  # vectorized steps 30..60 of 2 environments
+
+    restored = TD3(pendulum(), learning_starts=60, seed=2, **SMALL)
+    restored.load_state_dict(agent.state_dict())
+    restored.collect_and_train(58)  # 29 vectorized steps of 2 environments: 58 transitions, no update
+    assert (len(restored.replay_buffer), restored.num_updates) == (58, updates)
+    restored.collect_and_train(4)  # the 60th transition is in: updates resume
+    assert (len(restored.replay_buffer), restored.num_updates) == (62, updates + 2)
+
+    with_buffer = TD3(pendulum(), learning_starts=60, seed=2, **SMALL)
+    with_buffer.load_state_dict(agent.state_dict(include_replay_buffer=True))
+    with_buffer.collect_and_train(2)
+    assert with_buffer.num_updates == updates + 1
+
+
 def test_bad_hyper_parameters():
     with pytest.raises(ValueError, match="gamma must be in"):
         TD3(pendulum(), gamma=1.5)

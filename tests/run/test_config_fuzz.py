@@ -37,6 +37,12 @@ GYM = ["--config", str(ROOT / "configs" / "td3_pendulum.yaml"), *TD3_COMMON]
 ITERATE = ["--config", str(ROOT / "configs" / "td3_opt_quadratic.yaml"), *TD3_COMMON, "env.num_envs=1",
            "env.problem.dim=3", "env.iterate.max_iterations=5"]
 """A TD3 run on a 3-d quadratic's gradient-descent iterations of a few transitions."""
+ADMM = ["--config", str(ROOT / "configs" / "td3_opt_quadratic.yaml"), *TD3_COMMON,
+        "env={kind: admm, num_envs: 1, family: {name: random_qp, n: 3}, admm: {max_steps: 3}}"]
+"""A TD3 run on OSQP's ADMM iterations of 3-variable random QPs (ρ as the action) of a few transitions."""
+MJWARP = ["--config", str(ROOT / "configs" / "td3_halfcheetah_mjwarp.yaml"), *TD3_COMMON, "env.num_envs=1",
+          "train.max_wall_seconds=60"]
+"""A TD3 run on HalfCheetah-v5 in MuJoCo Warp of a few transitions."""
 
 HUGE = "10000000000000"
 
@@ -259,7 +265,26 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("env-gym-typo", GYM, ["env.num_env=2"], "did you mean 'num_envs'"),
     ("env-gym-with-iterate-key", GYM, ["env.iterate={max_iterations: 3}"], "'env.iterate'"),
     ("env-gym-with-problem", GYM, ["env.problem={name: quadratic}"], "'env.problem'"),
+    # ------------------------------------------------------------------------------ td3: env (admm)
+    ("admm-family-typo", ADMM, ["env.family.name=random_pq"], "did you mean 'random_qp'"),
+    ("admm-family-size-0", ADMM, ["env.family.n=0"], "'env.family.n'"),
+    ("admm-family-density-inf", ADMM, ["env.family.density=.inf"], "'env.family.density'"),
+    ("admm-family-unknown-key", ADMM, ["env.family.m=3"], "'env.family.m'"),
+    ("admm-action", ADMM, ["env.admm.action=vector"], "'env.admm.action'"),
+    ("admm-reward", ADMM, ["env.admm.reward=gain"], "'env.admm.reward'"),
+    ("admm-iterations-0", ADMM, ["env.admm.iterations_per_step=0"], "'env.admm.iterations_per_step'"),
+    ("admm-eps-nan", ADMM, ["env.admm.eps_abs=.nan"], "'env.admm.eps_abs'"),
+    ("admm-range-negative", ADMM, ["env.admm.rho_log_range=-2"], "'env.admm.rho_log_range'"),
+    ("admm-with-iterate-key", ADMM, ["env.iterate={max_iterations: 3}"], "'env.iterate'"),
     # --------------------------------------------------------------------------- td3: env (iterate)
+    # ------------------------------------------------------------------------------ td3: env (mjwarp)
+    ("mjwarp-id-unknown", MJWARP, ["env.id=Humanoid-v5"], "'env.id'"),
+    ("mjwarp-id-typo", MJWARP, ["env.id=Hopper-v4"], "did you mean 'Hopper-v5'"),
+    ("mjwarp-with-vectorization", MJWARP, ["env.vectorization=sync"], "'env.vectorization'"),
+    ("mjwarp-nconmax-zero", MJWARP, ["env.nconmax=0"], "'env.nconmax'"),
+    ("mjwarp-njmax-bool", MJWARP, ["env.njmax=true"], "'env.njmax'"),
+    ("mjwarp-max-steps-zero", MJWARP, ["env.max_episode_steps=0"], "'env.max_episode_steps'"),
+    ("mjwarp-num-envs-memory", MJWARP, ["env.num_envs=1000000000", "td3.buffer_size=1000000000"], "env.num_envs"),
     ("iterate-with-id", ITERATE, ["env.id=Pendulum-v1"], "'env.id'"),
     ("iterate-num-envs-huge", ITERATE, [f"env.num_envs={HUGE}"], "env.num_envs"),
     ("iterate-problem-not-section", ITERATE, ["env.problem=quadratic"], "'env.problem'"),

@@ -1,0 +1,165 @@
+"""The batched ADMM solver against the osqp package: same iterates, same iteration counts, same answers."""
+
+import math
+
+import pytest
+import torch
+
+from amorctl.problems.qp import SMALL_SIZES, QPBatch, make_qp_family, osqp_solve, reference_solutions
+from amorctl.solvers import (
+    ADMMSettings,
+    BatchedADMM,
+    ConstraintType,
+    FixedRho,
+    OSQPAdaptiveRho,
+    Status,
+    osqp_rho_estimate,
+    rho_vector,
+)
+
+EPS = 1e-6
+MATCHED = {
+    "scaling": 0,
+    "polishing": 0,
+    "check_dualgap": 0,
+    "adaptive_rho_interval": 50,
+    "eps_abs": EPS,
+    "eps_rel": EPS,
+}
+"""osqp settings under which its iteration is the batched solver's: no Ruiz scaling, no polish, no duality-gap
+test, adaptive ρ every 50 iterations (osqp's own default without profiling, made explicit)."""
+
+
+def draw(name, batch_size=8, seed=0):
+    return make_qp_family(name, **SMALL_SIZES[name]).sample(batch_size, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_SIZES))
+def test_adaptive_rule_matches_osqp_iterations_and_solutions(name):
+    qp = draw(name)
+    solver = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
+    osqp = osqp_solve(qp, **MATCHED)
+    reference = reference_solutions(qp)
+    solved = solver.status == Status.SOLVED
+    assert int(solved.sum()) >= 7
+    # the same iteration: identical counts on (almost) every problem (round-off differs: osqp factors the
+    # sparse (n + m) KKT system), the same answers to the tolerance's scale where both solved
+    assert int((solver.iterations == osqp.iterations).sum()) >= 7
+    both = solved & torch.tensor([s == "solved" for s in osqp.status])
+    assert torch.allclose(solver.x[both], osqp.x[both], atol=100 * EPS)
+    # within tolerance of the tight reference: the objective and the KKT residuals at the tolerance's scale
+    f, f_star = qp.objective(solver.x)[solved], qp.objective(reference.x)[solved]
+    assert bool(((f - f_star).abs() <= 1e-4 * (1 + f_star.abs())).all())
+    primal, _ = qp.kkt_residuals(solver.x, solver.y)
+    scale = 1 + qp.A.abs().amax((-1, -2)) * (1 + solver.x.abs().amax(-1))
+    assert bool((primal[solved] <= 10 * EPS * scale[solved]).all())
+    residuals = solver.residuals()
+    assert (residuals.primal == 0).all()  # every problem frozen: nothing measured
+
+
+def test_fixed_rho_factors_once_and_adaptive_refactors_only_on_change():
+    qp = draw("portfolio")
+    fixed = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS, max_iter=20000)).solve(FixedRho())
+    assert (fixed.factorizations == 1).all() and (fixed.status == Status.SOLVED).all()
+    osqp_fixed = osqp_solve(qp, **(MATCHED | {"adaptive_rho": 0, "max_iter": 20000}))
+    assert int((fixed.iterations == osqp_fixed.iterations).sum()) >= 7
+    assert torch.allclose(fixed.x, reference_solutions(qp).x, atol=1e-4)
+    adaptive = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
+    assert (adaptive.factorizations >= 2).any()
+    assert adaptive.iterations.double().mean() < fixed.iterations.double().mean()
+
+    solver = BatchedADMM(qp)
+    solver.set_rho(solver.rho.clone())
+    assert (solver.factorizations == 1).all()
+    changed = solver.rho.clone()
+    changed[3, 0] *= 2
+    solver.set_rho(changed)
+    assert solver.factorizations.tolist() == [1, 1, 1, 2, 1, 1, 1, 1]
+    assert math.isnan(float(solver.rho_scalar[3])) and not torch.isnan(solver.rho_scalar[:3]).any()
+
+
+def test_rho_vector_follows_osqp_constraint_types():
+    inf = math.inf
+    lower = torch.tensor([[-inf, 1.0, -1.0, 0.0]], dtype=torch.float64)
+    upper = torch.tensor([[inf, 1.0, 1.0, inf]], dtype=torch.float64)
+    qp = QPBatch(
+        torch.eye(2, dtype=torch.float64)[None],
+        torch.zeros(1, 2, dtype=torch.float64),
+        torch.ones(1, 4, 2, dtype=torch.float64),
+        lower,
+        upper,
+    )
+    solver = BatchedADMM(qp, ADMMSettings(rho=0.2))
+    assert solver.types.tolist() == [
+        [ConstraintType.LOOSE, ConstraintType.EQUALITY, ConstraintType.INEQUALITY, ConstraintType.INEQUALITY]
+    ]
+    assert torch.allclose(solver.rho, torch.tensor([[1e-6, 200.0, 0.2, 0.2]], dtype=torch.float64))
+    assert torch.allclose(rho_vector(torch.tensor([1e9]), solver.types), torch.tensor([[1e-6, 1e9, 1e6, 1e6]]))
+
+
+def test_solved_problems_freeze_while_the_others_run():
+    qp = draw("lasso")
+    solver = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
+    assert len(set(solver.iterations.tolist())) > 1
+    x, iterations = solver.x.clone(), solver.iterations.clone()
+    solver.iterate(30)
+    assert torch.equal(solver.x, x) and torch.equal(solver.iterations, iterations)
+
+
+def test_rho_estimate_is_the_issue_formula():
+    qp = draw("lasso", batch_size=2)
+    solver = BatchedADMM(qp)
+    solver.iterate(10)
+    r = solver.residuals()
+    expected = 0.1 * torch.sqrt((r.primal / r.primal_scale) / (r.dual / r.dual_scale))
+    assert torch.allclose(osqp_rho_estimate(solver.rho_scalar, r), expected.clamp(1e-6, 1e6), rtol=1e-6)
+
+
+def tiny(*data):
+    as_batch = [torch.tensor(v, dtype=torch.float64).unsqueeze(0) for v in data]
+    return QPBatch(*as_batch)
+
+
+def test_infeasibility_certificates_agree_with_osqp():
+    inf = math.inf
+    # x ≥ 1 and x ≤ 0: primal infeasible
+    primal = tiny([[1.0]], [0.0], [[1.0], [1.0]], [1.0, -inf], [inf, 0.0])
+    # min −x s.t. x ≥ 0 with P = 0: unbounded below, dual infeasible
+    dual = tiny([[0.0]], [-1.0], [[1.0]], [0.0], [inf])
+    for qp, status, name in (
+        (primal, Status.PRIMAL_INFEASIBLE, "primal infeasible"),
+        (dual, Status.DUAL_INFEASIBLE, "dual infeasible"),
+    ):
+        solver = BatchedADMM(qp).solve(OSQPAdaptiveRho())
+        assert solver.status.tolist() == [status]
+        assert osqp_solve(qp, **MATCHED).status == [name]
+        off = BatchedADMM(qp, ADMMSettings(detect_infeasibility=False, max_iter=100)).solve(OSQPAdaptiveRho())
+        assert off.status.tolist() == [Status.MAX_ITER_REACHED] and off.iterations.tolist() == [100]
+
+
+def test_check_every_iteration_and_warm_start():
+    qp = draw("control", batch_size=4)
+    settings = ADMMSettings(eps_abs=EPS, eps_rel=EPS, check_termination=1)
+    solver = BatchedADMM(qp, settings).solve(OSQPAdaptiveRho())
+    osqp = osqp_solve(qp, **(MATCHED | {"check_termination": 1}))
+    assert solver.iterations.tolist() == osqp.iterations.tolist()
+    warm = BatchedADMM(qp, settings)
+    warm.warm_start(x=solver.x, y=solver.y)
+    warm.solve(OSQPAdaptiveRho())
+    assert (warm.status == Status.SOLVED).all() and (warm.iterations < solver.iterations).all()
+
+
+@pytest.mark.parametrize("bad", [{"rho": 0.0}, {"alpha": 2.0}, {"max_iter": 0}, {"check_termination": 0}])
+def test_settings_refuse_out_of_range_values(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ADMMSettings(**bad)
+
+
+def test_without_solve_refinement_and_in_float32_the_answers_stay_within_tolerance():
+    qp = draw("huber")
+    f_star = qp.objective(reference_solutions(qp).x)
+    for dtype, refine in ((torch.float64, False), (torch.float32, True), (torch.float32, False)):
+        solver = BatchedADMM(qp.to(dtype=dtype), ADMMSettings(refine_solve=refine)).solve(OSQPAdaptiveRho())
+        assert (solver.status == Status.SOLVED).all() and solver.x.dtype == dtype
+        f = qp.objective(solver.x.double())
+        assert bool(((f - f_star).abs() <= 2e-2 * (1 + f_star.abs())).all())
