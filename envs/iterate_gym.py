@@ -47,13 +47,14 @@ random policy and the zero action (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from amorctl.envs.iterate import OBSERVATION_BOUND, IterateEnv
+from amorctl.envs.single_gym import SingleCopyGymEnv
 from amorctl.problems import Problem, make_problem
 
 DEFAULT_MAX_ITERATIONS = 30
@@ -96,7 +97,7 @@ ITERATE_ENV_IDS: dict[str, str] = {
 """gymnasium id -> problem family name (``amorctl.problems.PROBLEMS``)."""
 
 
-class IterateGymEnv(gym.Env):
+class IterateGymEnv(SingleCopyGymEnv):
     """One copy of :class:`~amorctl.envs.iterate.IterateEnv` behind gymnasium's single-environment API.
 
     Observations and actions are float32 numpy vectors in ``Box(-1e6, 1e6, (observation_dim,))`` and
@@ -119,8 +120,6 @@ class IterateGymEnv(gym.Env):
             ``num_envs`` is 1).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
-
     def __init__(
         self,
         problem: Problem | str = "quadratic",
@@ -128,60 +127,22 @@ class IterateGymEnv(gym.Env):
         render_mode: str | None = None,
         **env_kwargs: Any,
     ):
-        if render_mode is not None:
-            raise ValueError(f"IterateGymEnv has nothing to render; render_mode must be None, got {render_mode!r}")
-        if "num_envs" in env_kwargs:
-            raise ValueError("IterateGymEnv is a single environment; use IterateEnv for num_envs > 1")
+        self._check_arguments(render_mode, env_kwargs)
         if isinstance(problem, str):
             problem = make_problem(problem, **(problem_kwargs or {}))
         elif problem_kwargs:
             raise ValueError("problem_kwargs only apply when problem is a family name")
-        self.render_mode = render_mode
         self.batched = IterateEnv(problem, 1, **env_kwargs)
         self.observation_space = gym.spaces.Box(
             -OBSERVATION_BOUND, OBSERVATION_BOUND, (self.batched.observation_dim,), dtype=np.float32
         )
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.batched.action_dim,), dtype=np.float32)
-        self._pending: np.ndarray | None = None  # first observation of the episode auto-reset already drew
-        self._started = False
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode; ``seed`` reseeds the problem stream (see the class docstring)."""
-        super().reset(seed=seed)
-        if seed is not None or self._pending is None:
-            obs = self._to_numpy(self.batched.reset(seed=seed))
-        else:
-            obs = self._pending
-        self._pending, self._started = None, True
-        return obs, {}
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One solver iteration with ``action`` in [-1, 1]^action_dim."""
-        if not self._started:
-            raise RuntimeError("IterateGymEnv: call reset() before step()")
-        array = np.asarray(action, dtype=np.float32)
-        if array.size != self.batched.action_dim:
-            raise ValueError(
-                f"{self.batched.name} expects actions of shape ({self.batched.action_dim},), got shape {array.shape}"
-            )
-        tensor = torch.from_numpy(array.reshape(1, -1).copy()).to(self.batched.device)
-        obs, reward, terminated, truncated, info = self.batched.step(tensor)
-        done_terminated, done_truncated = bool(terminated[0]), bool(truncated[0])
-        ended = done_terminated or done_truncated
-        self._pending = self._to_numpy(obs) if ended else None
-        out_info: dict[str, Any] = {"converged": bool(info["converged"][0]), "diverged": bool(info["diverged"][0])}
+    def _step_info(self, info: dict[str, torch.Tensor]) -> dict[str, Any]:
+        out: dict[str, Any] = {"converged": bool(info["converged"][0]), "diverged": bool(info["diverged"][0])}
         if "final_gap" in info:
-            out_info["gap"] = float(info["final_gap"][0])
-        return self._to_numpy(info["final_obs"]), float(reward[0]), done_terminated, done_truncated, out_info
-
-    def close(self) -> None:
-        self.batched.close()
-
-    @staticmethod
-    def _to_numpy(obs: torch.Tensor) -> np.ndarray:
-        return obs[0].detach().cpu().numpy().astype(np.float32, copy=True)
+            out["gap"] = float(info["final_gap"][0])
+        return out
 
 
 def register_iterate_envs() -> None:
