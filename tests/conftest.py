@@ -1,9 +1,9 @@
 """Shared fixtures: tiny runs in a temporary runs folder, and a registry guard for test families.
 
-``AMORCTL_TEST_DEVICE=cuda python -m pytest`` runs the suite on the GPU: every test that trains or builds an
-environment, agent, model or problem batch takes its device from :data:`TEST_DEVICE` (tests/device_under_test.py)
-or the ``test_device`` fixture; the few tests about the CPU itself say so in a comment. Unset, everything runs
-on the CPU.
+``AMORCTL_TEST_DEVICE=cuda python -m pytest`` runs the suite on the GPU: every test run and every test that
+names a device takes it from :data:`TEST_DEVICE` (tests/device_under_test.py) or the ``test_device`` fixture;
+the few tests about the CPU itself say so in a comment, and unit tests that build with a constructor's default
+device stay on the CPU. Unset, everything runs on the CPU.
 """
 
 from __future__ import annotations
