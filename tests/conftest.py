@@ -3,7 +3,7 @@
 ``AMORCTL_TEST_DEVICE=cuda python -m pytest`` runs the suite on the GPU: every test run and every test that
 names a device takes it from :data:`TEST_DEVICE` (tests/device_under_test.py) or the ``test_device`` fixture;
 the few tests about the CPU itself say so in a comment, and unit tests that build with a constructor's default
-device stay on the CPU. Unset, everything runs on the CPU.
+device stay on the CPU. Unset, TEST_DEVICE is the CPU (runs that set no device follow ``device: auto``).
 """
 
 from __future__ import annotations
