@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--family", default="quadratic")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sync-num-envs", type=int, default=None,
+                   help="N of the gymnasium sync reference (default --num-envs; its per-step rate barely depends on N)")
 
     p = sections.add_parser("mjwarp-throughput", help="MuJoCo Warp environment steps/s against N (CPU, and CUDA "
                             "when available), next to gymnasium's vector environments")
@@ -215,7 +217,7 @@ def _run_section(args: argparse.Namespace) -> str:
         from amorctl.benchmarking.iterate import iterate_throughput
 
         return iterate_throughput(num_envs=args.num_envs, family=args.family, steps=args.steps, repeats=args.repeats,
-                                  device=args.device)
+                                  device=args.device, sync_num_envs=args.sync_num_envs)
 
     if args.section == "mjwarp-throughput":
         import torch

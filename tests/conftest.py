@@ -1,12 +1,13 @@
 """Shared fixtures: tiny runs in a temporary runs folder, and a registry guard for test families.
 
-``AMORCTL_TEST_DEVICE=cuda python -m pytest`` runs the tests that honour :data:`TEST_DEVICE` (the tiny
-runs of :data:`TINY`, the MuJoCo Warp environment tests) on the GPU; unset, everything runs on the CPU.
+``AMORCTL_TEST_DEVICE=cuda python -m pytest`` runs the suite on the GPU: every test run and every test that
+names a device takes it from :data:`TEST_DEVICE` (tests/device_under_test.py) or the ``test_device`` fixture;
+the few tests about the CPU itself say so in a comment, and unit tests that build with a constructor's default
+device stay on the CPU. Unset, TEST_DEVICE is the CPU (runs that set no device follow ``device: auto``).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.agents import DirectConfig
 from amorctl.problems import PROBLEMS, Problem, register_problem
@@ -23,11 +25,6 @@ from amorctl.run.config import load_config
 
 # Two shared CPU cores: one intra-op thread per test process avoids oversubscription stalls.
 torch.set_num_threads(1)
-
-TEST_DEVICE = torch.device(os.environ.get("AMORCTL_TEST_DEVICE", "cpu"))
-"""The device of the tests that take one: ``AMORCTL_TEST_DEVICE`` (``cpu`` when unset, e.g. ``cuda``)."""
-if TEST_DEVICE.type == "cuda" and not torch.cuda.is_available():
-    raise pytest.UsageError(f"AMORCTL_TEST_DEVICE={TEST_DEVICE} but torch sees no CUDA device")
 
 TINY = [
     "name=tiny",

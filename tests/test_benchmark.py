@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from device_under_test import TEST_DEVICE
 
 from amorctl.benchmarking.time_to_solve import run_amorctl
 
@@ -129,7 +130,7 @@ def test_learning_spec_names_shipped_configs_of_its_agent_and_buildable_sb3_mode
         assert config.agent == algorithm
         env = make_gym_env(config.env.id)
         model = _load_class(spec.sb3_class)(
-            "MlpPolicy", env, seed=0, device="cpu", **_sb3_kwargs(spec.zoo[task], env.action_space.shape[0])
+            "MlpPolicy", env, seed=0, device=TEST_DEVICE, **_sb3_kwargs(spec.zoo[task], env.action_space.shape[0])
         )
         for key, value in spec.zoo[task].items():
             if key in ("learning_rate", "gamma", "buffer_size", "learning_starts", "batch_size", "gradient_steps"):

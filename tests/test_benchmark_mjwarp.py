@@ -8,6 +8,7 @@ from amorctl.benchmarking.mjwarp import mjwarp_throughput
 
 
 def test_the_table_has_a_row_per_device_and_n_and_names_the_machine():
+    # the CPU rows only, whatever AMORCTL_TEST_DEVICE says: the test checks that rows name the CPU model
     report = mjwarp_throughput("InvertedPendulum-v5", [1, 4], steps=1, repeats=1, devices=["cpu"], gym_num_envs=[2])
     rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith(("| env", "| ---"))]
     assert [row.split(" | ")[1] for row in rows] == ["1", "4", "2"]

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from amorctl.agents.td3 import TD3
@@ -23,7 +24,7 @@ PENDULUM = str(Path(__file__).resolve().parent.parent / "configs" / "td3_pendulu
 
 TINY_TD3 = [
     "name=tiny_td3",
-    "device=cpu",
+    f"device={TEST_DEVICE}",
     "env.max_episode_steps=50",
     "td3.hidden_sizes=[16, 16]",
     "td3.batch_size=32",

@@ -14,6 +14,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.eval.reports import REPORTS
 from amorctl.run.cli import evaluate_main, train_main
@@ -23,7 +24,7 @@ from amorctl.run.rundir import RunDir
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 TINY_TD3 = [
-    "device=cpu",
+    f"device={TEST_DEVICE}",
     "td3.hidden_sizes=[16, 16]",
     "td3.batch_size=16",
     "td3.buffer_size=1000",
@@ -122,7 +123,7 @@ def _bad_input(kind: str, run: Path, scratch: Path) -> tuple[list, list[str]]:
     if kind == "checkpoints_folder":
         return [run / "checkpoints"], ["not an amorctl run", "run directory"]
     if kind == "no_checkpoint":
-        empty = RunDir.create(load_config(None, ["agent=td3", f"runs_dir={scratch / 'runs'}", "device=cpu"]))
+        empty = RunDir.create(load_config(None, ["agent=td3", f"runs_dir={scratch / 'runs'}", f"device={TEST_DEVICE}"]))
         return [empty.root], ["no checkpoint"]
     if kind == "corrupt":
         latest.write_bytes(latest.read_bytes()[:300])

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from amorctl.eval.direct import ReferenceSet
@@ -43,12 +44,12 @@ def initial_model(config):
 def held_out(config, problem=None):
     """The run's held-out contexts, solved by the real quadratic solver."""
     problem = problem or Quadratic(dim=5, cond_max=10.0)
-    return ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, torch.device("cpu"))
+    return ReferenceSet.build(problem, config.eval.num_contexts, config.eval.seed, TEST_DEVICE)
 
 
 @torch.no_grad()
 def mean_objective(model, contexts) -> float:
-    return Quadratic(dim=5, cond_max=10.0).objective(model(contexts), contexts).mean().item()
+    return Quadratic(dim=5, cond_max=10.0).objective(model.to(contexts.device)(contexts), contexts).mean().item()
 
 
 def test_objective_loss_learns_without_a_solver(register, tiny_config, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from device_under_test import TEST_DEVICE
 
 from amorctl.gradients import ESTIMATORS
 from amorctl.models import MODELS
@@ -65,7 +66,7 @@ def test_the_matrix_covers_every_registered_model_and_estimator():
 @pytest.mark.parametrize(("family", "model", "estimator"), CASES, ids=["-".join(case) for case in CASES])
 def test_a_combination_trains_or_is_refused_with_one_sentence(tmp_path, capsys, family, model, estimator):
     status = train_main([
-        "--no-progress", "device=cpu", f"runs_dir={tmp_path}", f"problem={FAMILIES[family]}",
+        "--no-progress", f"device={TEST_DEVICE}", f"runs_dir={tmp_path}", f"problem={FAMILIES[family]}",
         f"model={MODEL_SECTIONS[model]}", f"gradient={ESTIMATOR_SECTIONS[estimator]}", "train.steps=2",
         "train.batch_size=8", "train.log_every=1", "train.eval_every=2", "train.checkpoint_every=2",
         "eval.num_contexts=8", "eval.timing_repeats=1",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 import amorctl.eval.optimizer_comparison as comparison
 from amorctl.agents import TD3
@@ -23,7 +24,7 @@ def tiny_config(family: str = "quadratic", **problem):
         "agent": "td3",
         "name": "tiny_opt",
         "seed": 3,
-        "device": "cpu",
+        "device": TEST_DEVICE.type,
         "env": {
             "kind": "iterate",
             "num_envs": 2,
@@ -38,8 +39,8 @@ def tiny_config(family: str = "quadratic", **problem):
 @pytest.fixture
 def untrained(tmp_path):
     config = tiny_config()
-    env = make_env(config.env, 1, torch.device("cpu"))
-    return config, TD3(env, **config.td3, seed=config.seed, device="cpu"), tmp_path
+    env = make_env(config.env, 1, TEST_DEVICE)
+    return config, TD3(env, **config.td3, seed=config.seed, device=TEST_DEVICE), tmp_path
 
 
 def test_writes_json_png_and_tensorboard_with_documented_keys(untrained):
@@ -104,7 +105,7 @@ def test_baselines_are_tuned_on_contexts_disjoint_from_the_held_out_ones(untrain
 
     assert summary["heldout_seed"] != summary["tuning_seed"]
     # the held-out problems and initial iterates are exactly the environment's for the held-out seed
-    env = IterateEnv(make_problem(**config.env.problem), 16, **config.env.iterate)
+    env = IterateEnv(make_problem(**config.env.problem), 16, device=TEST_DEVICE, **config.env.iterate)
     env.reset(seed=summary["heldout_seed"])
     assert evaluated_on and tuned_on
     for contexts, y0 in evaluated_on:
@@ -117,7 +118,7 @@ def test_baselines_are_tuned_on_contexts_disjoint_from_the_held_out_ones(untrain
 
 def test_logistic_regression_and_a_non_iterate_run(tmp_path):
     config = tiny_config("logistic_regression")
-    agent = TD3(make_env(config.env, 1, torch.device("cpu")), **config.td3, seed=config.seed, device="cpu")
+    agent = TD3(make_env(config.env, 1, TEST_DEVICE), **config.td3, seed=config.seed, device=TEST_DEVICE)
     summary = comparison.compare_with_baselines(
         tmp_path, config, agent.predict, tmp_path / "out", num_heldout=8, num_tuning=8
     )
@@ -138,6 +139,9 @@ def test_iterate_throughput_table_has_both_rows():
     assert all("| quadratic | 4 |" in line for line in lines[2:])
     with pytest.raises(ValueError, match="unknown family"):
         iterate_throughput(num_envs=4, family="nope", steps=1, repeats=1)
+    smaller_reference = iterate_throughput(num_envs=4, family="quadratic", steps=2, repeats=1, sync_num_envs=2)
+    assert "| quadratic | 4 |" in smaller_reference.splitlines()[2]
+    assert "| quadratic | 2 |" in smaller_reference.splitlines()[3]
 
 
 def test_learned_optimizers_benchmark_lists_every_tuned_classical_optimizer():

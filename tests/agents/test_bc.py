@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.agents import BehaviouralCloning
 from amorctl.agents.experts import BarzilaiBorweinConfig, make_barzilai_borwein
@@ -16,8 +17,9 @@ from amorctl.problems import Quadratic
 from amorctl.run.cli import evaluate_main, train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DAGGER = ["--no-progress", "--config", str(CONFIGS / "dagger_opt_quadratic.yaml"), "device=cpu", "name=tiny_bc",
-          "env.num_envs=8", "env.problem.dim=4", "env.iterate.max_iterations=10", "bc.hidden_sizes=[32, 32]",
+DAGGER = ["--no-progress", "--config", str(CONFIGS / "dagger_opt_quadratic.yaml"), f"device={TEST_DEVICE}",
+          "name=tiny_bc", "env.num_envs=8", "env.problem.dim=4", "env.iterate.max_iterations=10",
+          "bc.hidden_sizes=[32, 32]",
           "bc.round_steps=400", "train.total_steps=1600", "train.log_every=400", "train.eval_every=800",
           "train.eval_episodes=16", "train.eval_envs=16", "train.checkpoint_every=800", "bc.gradient_steps=1",
           "bc.batch_size=256", "bc.final_learning_rate=null"]
@@ -25,16 +27,16 @@ DAGGER = ["--no-progress", "--config", str(CONFIGS / "dagger_opt_quadratic.yaml"
 
 def quadratic_env(num_envs: int = 3) -> IterateEnv:
     return IterateEnv(Quadratic(dim=4, cond_max=20.0), num_envs, action="step_size", step_size_range=(1e-3, 2.0),
-                      history=0, secant_features=True)
+                      history=0, secant_features=True, device=TEST_DEVICE)
 
 
 def test_the_barzilai_borwein_expert_labels_sts_over_stz():
     env = quadratic_env()
-    expert = make_barzilai_borwein(BarzilaiBorweinConfig(fallback_step=0.05), torch.device("cpu"))
+    expert = make_barzilai_borwein(BarzilaiBorweinConfig(fallback_step=0.05), TEST_DEVICE)
     obs = env.reset(seed=0)
     low, high = math.log(1e-3), math.log(2.0)
     first = expert(env, obs)  # no update yet: the fallback step
-    torch.testing.assert_close(first, torch.full((3, 1), 2 * (math.log(0.05) - low) / (high - low) - 1))
+    torch.testing.assert_close(first.cpu(), torch.full((3, 1), 2 * (math.log(0.05) - low) / (high - low) - 1))
     y0, g0 = env.iterates, env.problem.gradient(env.iterates, env.contexts)
     obs = env.step(first)[0]
     s = env.iterates - y0
@@ -50,7 +52,7 @@ def test_dagger_lets_the_expert_act_with_probability_beta():
 
     def expert(env, obs):
         calls.append(len(obs))
-        return torch.full((len(obs), 1), 0.5)
+        return torch.full((len(obs), 1), 0.5, device=obs.device)
 
     learner = BehaviouralCloning(env, expert, None, hidden_sizes=(8,), batch_size=8, beta_decay=0.5, round_steps=8)
     assert learner.beta == 1.0
@@ -58,7 +60,7 @@ def test_dagger_lets_the_expert_act_with_probability_beta():
     assert learner.beta == 0.5 and learner.expert_queries == 8 and sum(calls) == 8
     learner.advance(8)
     assert learner.beta == 0.25 and learner.size == 16
-    assert torch.equal(learner.action_data[:16], torch.full((16, 1), 0.5))  # every visited state is labelled
+    assert torch.equal(learner.action_data[:16].cpu(), torch.full((16, 1), 0.5))  # every visited state is labelled
 
 
 def test_dagger_on_quadratics_trains_resumes_and_evaluates(tmp_path, capsys):
@@ -83,14 +85,15 @@ def test_dagger_on_quadratics_trains_resumes_and_evaluates(tmp_path, capsys):
 def test_distillation_of_a_trained_run(tmp_path, capsys):
     runs = tmp_path / "runs"
     teacher = ["--no-progress", "--config", str(CONFIGS / "td3_pendulum.yaml"), f"runs_dir={runs}", "name=teacher",
-               "device=cpu", "env.max_episode_steps=50", "td3.hidden_sizes=[16, 16]", "td3.learning_starts=50",
-               "td3.buffer_size=1000", "train.total_steps=100", "train.eval_every=100", "train.eval_episodes=1",
+               f"device={TEST_DEVICE}", "env.max_episode_steps=50", "td3.hidden_sizes=[16, 16]",
+               "td3.learning_starts=50", "td3.buffer_size=1000", "train.total_steps=100", "train.eval_every=100",
+               "train.eval_episodes=1",
                "train.eval_envs=1", "train.checkpoint_every=100", "train.log_every=50"]
     assert train_main(teacher) == 0
     (teacher_run,) = (runs / "teacher").iterdir()
     config = tmp_path / "bc.yaml"
     config.write_text("agent: bc\n")
-    student = ["--no-progress", "--config", str(config), f"runs_dir={runs}", "name=student", "device=cpu",
+    student = ["--no-progress", "--config", str(config), f"runs_dir={runs}", "name=student", f"device={TEST_DEVICE}",
                "env={kind: gym, id: Pendulum-v1, max_episode_steps: 50}", f"expert={{kind: run, path: {teacher_run}}}",
                "bc.hidden_sizes=[8]", "bc.batch_size=32", "train.total_steps=200", "train.eval_every=200",
                "train.log_every=100", "train.eval_episodes=2", "train.eval_envs=2", "train.checkpoint_every=200"]
@@ -150,7 +153,7 @@ def test_the_pendulum_control_task_follows_the_family_and_its_mpc_expert_is_the_
 
 def test_bc_from_the_mpc_expert_through_the_command_line(tmp_path, capsys):
     argv = ["--no-progress", "--config", str(CONFIGS / "bc_pendulum_mpc.yaml"), f"runs_dir={tmp_path}",
-            "device=cpu", "env.num_envs=4", "env.max_episode_steps=10", "env.problem={horizon: 5}",
+            f"device={TEST_DEVICE}", "env.num_envs=4", "env.max_episode_steps=10", "env.problem={horizon: 5}",
             "bc.hidden_sizes=[16]", "bc.batch_size=32", "train.total_steps=80", "train.log_every=40",
             "train.eval_every=80", "train.eval_episodes=4", "train.eval_envs=4", "train.checkpoint_every=80"]
     assert train_main(argv) == 0
@@ -166,7 +169,7 @@ def test_bc_from_the_mpc_expert_through_the_command_line(tmp_path, capsys):
                                                     ("bc.hidden_sizes=[1000000000]", "bc.hidden_sizes")])
 def test_sizes_that_cannot_fit_are_refused_before_anything_is_built(override, expected, tmp_path, capsys):
     argv = ["--no-progress", "--config", str(CONFIGS / "bc_pendulum_mpc.yaml"), f"runs_dir={tmp_path / 'runs'}",
-            "device=cpu", override]
+            f"device={TEST_DEVICE}", override]
     assert train_main(argv) == 2
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and "GiB" in message and expected in message
@@ -175,8 +178,9 @@ def test_sizes_that_cannot_fit_are_refused_before_anything_is_built(override, ex
 
 def test_the_learning_rate_anneals_linearly_to_its_final_value_over_the_run():
     env = quadratic_env(num_envs=4)
-    learner = BehaviouralCloning(env, lambda env, obs: torch.zeros(len(obs), 1), None, hidden_sizes=(8,),
-                                 batch_size=8, learning_rate=1e-3, final_learning_rate=1e-5, total_steps=16)
+    learner = BehaviouralCloning(env, lambda env, obs: torch.zeros(len(obs), 1, device=obs.device), None,
+                                 hidden_sizes=(8,), batch_size=8, learning_rate=1e-3, final_learning_rate=1e-5,
+                                 total_steps=16)
     metrics = learner.advance(8)
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1e-3 + 1e-5))
     assert float(metrics["train/learning_rate"]) == pytest.approx(0.5 * (1e-3 + 1e-5))

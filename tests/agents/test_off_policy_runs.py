@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.agents import DDPG, TD3
 from amorctl.envs import GymVectorEnv
@@ -21,8 +22,9 @@ AGENTS = {"sac": "sac_pendulum.yaml", "ddpg": "ddpg_pendulum.yaml", "td3": "td3_
 
 def tiny(agent: str, runs_dir: Path, *extra: str) -> list[str]:
     return ["--no-progress", "--config", str(CONFIGS / AGENTS[agent]), f"runs_dir={runs_dir}", "name=tiny",
-            "device=cpu", "env.max_episode_steps=50", f"{agent}.hidden_sizes=[16, 16]", f"{agent}.batch_size=32",
-            f"{agent}.buffer_size=1000", f"{agent}.learning_starts=50", "train.total_steps=200", "train.log_every=50",
+            f"device={TEST_DEVICE}", "env.max_episode_steps=50", f"{agent}.hidden_sizes=[16, 16]",
+            f"{agent}.batch_size=32", f"{agent}.buffer_size=1000", f"{agent}.learning_starts=50",
+            "train.total_steps=200", "train.log_every=50",
             "train.eval_every=100", "train.eval_episodes=2", "train.eval_envs=2", "train.checkpoint_every=100",
             "train.keep_checkpoints=5", *extra]
 

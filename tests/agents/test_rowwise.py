@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.agents.networks import RowwiseActor, RowwiseCritic, build_actor, build_critic
 from amorctl.agents.sac import SAC
@@ -138,11 +139,11 @@ def test_config_refuses_an_odd_per_row_sac_policy_in_one_sentence():
         "iterate": {"action": "update", "observation_layout": "rows", "max_iterations": 5},
     }
     config = validate_config(
-        {"agent": "sac", "device": "cpu", "env": env, "sac": {"policy": "rowwise", "hidden_sizes": [8]}}
+        {"agent": "sac", "device": TEST_DEVICE.type, "env": env, "sac": {"policy": "rowwise", "hidden_sizes": [8]}}
     )
     assert config.sac["policy"] == "rowwise"
     with pytest.raises(ConfigError, match=r"'sac.policy'.*deterministic actor"):
-        validate_config({"agent": "sac", "device": "cpu", "env": env, "sac": {"policy": "rowwise_odd"}})
+        validate_config({"agent": "sac", "device": TEST_DEVICE.type, "env": env, "sac": {"policy": "rowwise_odd"}})
 
 
 def test_the_shipped_coordinatewise_config_trains_and_its_policy_evaluates_at_another_dimension(tmp_path):
@@ -157,7 +158,7 @@ def test_the_shipped_coordinatewise_config_trains_and_its_policy_evaluates_at_an
         "--no-progress",
         "--config",
         str(config),
-        "device=cpu",
+        f"device={TEST_DEVICE}",
         f"runs_dir={runs}",
         "env.num_envs=4",
         "env.iterate.max_iterations=5",
@@ -176,7 +177,7 @@ def test_the_shipped_coordinatewise_config_trains_and_its_policy_evaluates_at_an
     ]
     assert train_main(argv) == 0
     (run,) = (runs / "td3_opt_quadratic_rowwise").iterdir()
-    loaded = load_run(run, overrides=["device=cpu", "env.problem.dim=7"])
-    env = IterateEnv(make_problem(name="quadratic", dim=7), 2, **dict(loaded.config.env.iterate))
+    loaded = load_run(run, overrides=[f"device={TEST_DEVICE}", "env.problem.dim=7"])
+    env = IterateEnv(make_problem(name="quadratic", dim=7), 2, device=TEST_DEVICE, **dict(loaded.config.env.iterate))
     assert loaded.policy(env.reset(seed=0)).shape == (2, 7)
     loaded.learner.close()

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from amorctl.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from amorctl.run.cli import evaluate_main, train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY_SAC = ["--no-progress", "--config", str(CONFIGS / "sb3_sac_pendulum.yaml"), "name=tiny_sb3", "device=cpu",
-            "env.max_episode_steps=50", "sb3.hidden_sizes=[16, 16]", "sb3.kwargs={buffer_size: 1000, batch_size: 32, "
+TINY_SAC = ["--no-progress", "--config", str(CONFIGS / "sb3_sac_pendulum.yaml"), "name=tiny_sb3",
+            f"device={TEST_DEVICE}", "env.max_episode_steps=50", "sb3.hidden_sizes=[16, 16]",
+            "sb3.kwargs={buffer_size: 1000, batch_size: 32, "
             "learning_starts: 100}", "train.total_steps=300", "train.log_every=100", "train.eval_every=300",
             "train.eval_episodes=2", "train.eval_envs=2", "train.checkpoint_every=150", "train.keep_checkpoints=10"]
 NATIVE_TAGS = {"loss/critic", "loss/actor", "train/episodic_return", "train/episodic_length", "perf/steps_per_second",
@@ -202,7 +204,7 @@ def test_sb3_ppo_trains_and_evaluates(tmp_path, capsys):
 def test_sb3_td3_on_the_iterate_environment(tmp_path, capsys):
     runs, config = tmp_path / "runs", tmp_path / "sb3.yaml"
     config.write_text("agent: sb3\n")
-    argv = ["--no-progress", "--config", str(config), f"runs_dir={runs}", "name=tiny_iterate", "device=cpu",
+    argv = ["--no-progress", "--config", str(config), f"runs_dir={runs}", "name=tiny_iterate", f"device={TEST_DEVICE}",
             "env={kind: iterate, problem: {name: quadratic, dim: 3}, iterate: {max_iterations: 10}}",
             "sb3={algo: TD3, hidden_sizes: [16], action_noise_std: 0.1, kwargs: {buffer_size: 500, batch_size: 16, "
             "learning_starts: 20}}", "train.total_steps=60", "train.log_every=30", "train.eval_every=60",

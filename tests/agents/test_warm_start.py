@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.agents import TD3
 from amorctl.envs import IterateEnv
@@ -14,8 +15,9 @@ from amorctl.problems import Quadratic
 from amorctl.run.cli import evaluate_main, train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-WARM = ["--no-progress", "--config", str(CONFIGS / "td3_opt_quadratic_warm_start.yaml"), "device=cpu", "name=warm",
-        "env.num_envs=8", "env.problem.dim=4", "env.iterate.max_iterations=10", "td3.hidden_sizes=[32, 32]",
+WARM = ["--no-progress", "--config", str(CONFIGS / "td3_opt_quadratic_warm_start.yaml"), f"device={TEST_DEVICE}",
+        "name=warm", "env.num_envs=8", "env.problem.dim=4", "env.iterate.max_iterations=10",
+        "td3.hidden_sizes=[32, 32]",
         "td3.learning_starts=400", "td3.gradient_steps=1", "td3.buffer_size=5000", "warm_start.steps=400",
         "warm_start.imitation_steps=1500", "warm_start.critic_steps=50", "train.total_steps=480",
         "train.log_every=400", "train.eval_every=400", "train.eval_episodes=16", "train.eval_envs=16",
@@ -39,7 +41,7 @@ def test_a_warm_started_td3_run_starts_from_the_cloned_expert_and_resumes(tmp_pa
     loaded = load_run(run, run / "checkpoints" / "step_000000400.pt")
     env = IterateEnv(Quadratic(dim=4), 64, max_iterations=10, action="step_size", step_size_range=(0.005, 2.0),
                      reward="log_gap", gap_floor=1e-8, history=0, secant_features=True,
-                     omit_blocks=("iterate", "gradient"), tolerance=0.0)
+                     omit_blocks=("iterate", "gradient"), tolerance=0.0, device=loaded.device)
     obs, errors = env.reset(seed=7), []
     for _ in range(10):  # the policy right after the warm start acts like the Barzilai–Borwein rule
         action = loaded.policy(obs)

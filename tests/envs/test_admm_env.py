@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.envs import ADMMEnv
 from amorctl.envs.admm import FEATURES
@@ -94,7 +95,7 @@ def test_env_kind_validates_and_builds():
     section = validate_env_section(
         {"kind": "admm", "family": {"name": "svm", "features": 2, "data": 6}, "admm": {"action": "scalar"}}
     )
-    env = make_env(section, 3, torch.device("cpu"))
+    env = make_env(section, 3, TEST_DEVICE)
     assert isinstance(env, ADMMEnv) and env.num_envs == 3 and env.action_dim == 1
     for raw, key in (
         ({"kind": "admm", "family": {"name": "svm", "data": 5}}, "env.family.data"),
@@ -116,7 +117,7 @@ def test_td3_trains_on_the_admm_kind_end_to_end(tmp_path):
             str(config),
             f"runs_dir={tmp_path}",
             "name=admm",
-            "device=cpu",
+            f"device={TEST_DEVICE}",
             "td3.hidden_sizes=[8]",
             "td3.buffer_size=64",
             "td3.batch_size=4",

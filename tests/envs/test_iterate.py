@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.envs import ITERATE_ENV_IDS, IterateEnv, IterateGymEnv, register_iterate_envs
 from amorctl.envs.iterate import signed_log
@@ -440,7 +441,7 @@ def test_sb3_td3_trains_on_the_gym_env():
 
     env = gym.make("amorctl/Quadratic-v0", problem_kwargs={"dim": 3}, max_iterations=20, max_episode_steps=20,
                    action="update")
-    model = TD3("MlpPolicy", env, learning_starts=50, buffer_size=1000, batch_size=32, seed=0, device="cpu",
+    model = TD3("MlpPolicy", env, learning_starts=50, buffer_size=1000, batch_size=32, seed=0, device=TEST_DEVICE,
                 policy_kwargs={"net_arch": [16, 16]})
     before = [p.detach().clone() for p in model.actor.parameters()]
     model.learn(300)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from amorctl.eval import direct
@@ -51,6 +52,7 @@ def test_seconds_per_call_restores_the_thread_count():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
+        # on the CPU whatever AMORCTL_TEST_DEVICE says: the thread count is the CPU clock's rule
         assert seconds_per_call(lambda: torch.ones(8).sum(), torch.device("cpu"), 2) > 0
         assert torch.get_num_threads() == 2
     finally:
@@ -60,8 +62,8 @@ def test_seconds_per_call_restores_the_thread_count():
 def test_final_metrics_speedup_is_the_ratio_of_the_shared_timing(monkeypatch):
     """The final metrics time model and solver with the report's rule, so their speed-ups mean the same."""
     problem = Quadratic(dim=3, cond_max=10.0)
-    reference = direct.ReferenceSet.build(problem, 8, 0, torch.device("cpu"))
-    model = torch.nn.Linear(problem.context_dim, 3)
+    reference = direct.ReferenceSet.build(problem, 8, 0, TEST_DEVICE)
+    model = torch.nn.Linear(problem.context_dim, 3).to(TEST_DEVICE)
     calls = []
 
     def fake(fn, device, repeats, clock="auto"):
@@ -78,7 +80,8 @@ def test_final_metrics_speedup_is_the_ratio_of_the_shared_timing(monkeypatch):
 def report(tmp_path_factory):
     """A tiny semi-amortized logistic-regression run (K = 2 in training, 3 at inference) and its report."""
     runs_dir = tmp_path_factory.mktemp("report") / "runs"
-    settings = ["name=tiny", "device=cpu", "train.batch_size=16", "train.checkpoint_every=4", "eval.timing_repeats=1"]
+    settings = ["name=tiny", f"device={TEST_DEVICE}", "train.batch_size=16", "train.checkpoint_every=4",
+                "eval.timing_repeats=1"]
     assert train_main(["--no-progress", f"runs_dir={runs_dir}", *settings, *LOGISTIC]) == 0
     (run,) = (runs_dir / "tiny").iterdir()
     assert evaluate_main([str(run), "--solver-steps", "12"]) == 0

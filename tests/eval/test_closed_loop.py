@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.eval.closed_loop import compare_pendulum_controllers, pendulum_closed_loop
 from amorctl.problems import PendulumMPC
@@ -36,7 +37,7 @@ def test_the_mpc_controller_beats_doing_nothing():
 
 
 def test_evaluate_reports_the_closed_loop_of_a_direct_pendulum_run(runs_dir, capsys):
-    argv = ["--no-progress", f"runs_dir={runs_dir}", "name=tiny_mpc", "device=cpu", "problem.horizon=6",
+    argv = ["--no-progress", f"runs_dir={runs_dir}", "name=tiny_mpc", f"device={TEST_DEVICE}", "problem.horizon=6",
             "model.hidden_sizes=[16]", "train.steps=20", "train.batch_size=32", "train.log_every=10",
             "train.eval_every=10", "train.checkpoint_every=10", "eval.num_contexts=8", "eval.timing_repeats=1"]
     assert train_main(argv) == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.agents.networks import build_actor
 from amorctl.envs import ADMMEnv
@@ -73,7 +74,7 @@ def test_evaluate_reports_the_learned_rho_against_osqps_rules(tmp_path, capsys, 
             str(CONFIG),
             f"runs_dir={tmp_path}",
             "name=tiny",
-            "device=cpu",
+            f"device={TEST_DEVICE}",
             "env.num_envs=2",
             "env.family.n=3",
             "env.admm.max_steps=4",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.benchmarking.lista import lista_benchmark
 from amorctl.eval.direct import ReferenceSet, gap_metrics
@@ -27,8 +28,8 @@ def small_lasso(**overrides) -> Lasso:
     return Lasso(**{**SMALL, **overrides})
 
 
-def signals(problem, batch=6, seed=0):
-    return problem.sample_planted(batch, torch.Generator().manual_seed(seed))
+def signals(problem, batch=6, seed=0, device="cpu"):
+    return problem.sample_planted(batch, torch.Generator(device).manual_seed(seed), device)
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -154,9 +155,9 @@ def test_the_lasso_plants_the_codes_it_draws_its_signals_from():
 
 def test_a_planted_reference_reports_nmse_and_no_solver_figures():
     problem = small_lasso()
-    reference = ReferenceSet.build(problem, 32, seed=5, device=torch.device("cpu"), target="planted")
+    reference = ReferenceSet.build(problem, 32, seed=5, device=TEST_DEVICE, target="planted")
     assert reference.solved and reference.optimal_values is None
-    x, codes = signals(problem, batch=32, seed=5)
+    x, codes = signals(problem, batch=32, seed=5, device=TEST_DEVICE)
     assert torch.equal(reference.contexts, x) and torch.equal(reference.solutions, codes)
     metrics = gap_metrics(problem, 0.9 * codes, reference)
     assert metrics["nmse_db"] == pytest.approx(10 * math.log10(0.01), abs=1e-5)
@@ -175,11 +176,11 @@ def test_planted_training_regresses_onto_the_planted_codes_and_never_solves(monk
 
     monkeypatch.setattr(Lasso, "solve", no_solver)
     config = DirectConfig.model_validate({
-        "device": "cpu", "problem": {"name": "lasso", **SMALL}, "model": {"kind": "lista", "steps": 2},
+        "device": TEST_DEVICE.type, "problem": {"name": "lasso", **SMALL}, "model": {"kind": "lista", "steps": 2},
         "loss": {"kind": "regression", "target": "planted"}, "gradient": estimator,
         "train": {"steps": 3, "batch_size": 8}, "eval": {"num_contexts": 8},
     })
-    learner = build_direct(config, torch.device("cpu"))
+    learner = build_direct(config, TEST_DEVICE)
     state = learner.generator.get_state()
     x, codes = learner.problem.sample_planted(8, learner.generator, learner.device)
     learner.generator.set_state(state)
@@ -192,7 +193,8 @@ def test_planted_training_regresses_onto_the_planted_codes_and_never_solves(monk
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "amortize_lasso_lista.yaml")
 TINY = [
-    "device=cpu", "problem={name: lasso, signal_dim: 20, code_dim: 40, sparsity: 3, l1: 0.1, noise_std: 0.0}",
+    f"device={TEST_DEVICE}",
+    "problem={name: lasso, signal_dim: 20, code_dim: 40, sparsity: 3, l1: 0.1, noise_std: 0.0}",
     "model={kind: lista, steps: 4}", "train.steps=150", "train.batch_size=64", "train.lr=1e-2",
     "train.log_every=50", "train.eval_every=150", "train.checkpoint_every=150", "eval.num_contexts=128",
     "eval.timing_repeats=1",
@@ -217,8 +219,8 @@ def tiny_run(tmp_path_factory):
 
 def untrained_nmse() -> float:
     problem = Lasso(signal_dim=20, code_dim=40, sparsity=3, l1=0.1, noise_std=0.0)
-    untrained = build_model({"kind": "lista", "steps": 4}, problem)
-    reference = ReferenceSet.build(problem, 128, seed=12345, device=torch.device("cpu"), target="planted")
+    untrained = build_model({"kind": "lista", "steps": 4}, problem).to(TEST_DEVICE)
+    reference = ReferenceSet.build(problem, 128, seed=12345, device=TEST_DEVICE, target="planted")
     with torch.no_grad():
         return gap_metrics(problem, untrained(reference.contexts), reference)["nmse_db"]
 
@@ -262,6 +264,6 @@ def test_the_benchmark_compares_every_layer_with_ista_and_fista(tiny_run, tmp_pa
 @pytest.mark.slow
 def test_the_shipped_config_reaches_the_bar(tmp_path):
     """The issue-7 bar: 16 layers, NMSE ≤ −35 dB on held-out signals (about 30 minutes on two cores)."""
-    assert train_main(["--config", CONFIG, f"runs_dir={tmp_path}", "device=cpu", "--no-progress"]) == 0
+    assert train_main(["--config", CONFIG, f"runs_dir={tmp_path}", f"device={TEST_DEVICE}", "--no-progress"]) == 0
     (metrics_file,) = tmp_path.glob("*/*/eval/metrics.json")
     assert json.loads(metrics_file.read_text())["nmse_db"] <= -35.0

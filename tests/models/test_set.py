@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from device_under_test import TEST_DEVICE
 
 from amorctl.models import DeepSet, build_model
 from amorctl.models.set import quadratic_features
@@ -204,7 +206,7 @@ def test_the_shipped_config_trains_through_scripts_train(runs_dir, tmp_path):
     """``scripts/train.py --config configs/amortize_logistic_regression_set.yaml``, shrunk to 100 small steps."""
     tiny = ["train.steps=100", "train.batch_size=32", "train.eval_every=100", "train.checkpoint_every=100",
             "model.encoder_sizes=[16]", "model.decoder_sizes=[16]", "problem.num_samples=8", "eval.num_contexts=64",
-            "eval.timing_repeats=1", "train.lr=1e-2", "device=cpu", f"runs_dir={runs_dir}"]
+            "eval.timing_repeats=1", "train.lr=1e-2", f"device={TEST_DEVICE}", f"runs_dir={runs_dir}"]
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--no-progress", "--config",
                            str(ROOT / "configs" / "amortize_logistic_regression_set.yaml"), *tiny],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path,
@@ -213,9 +215,9 @@ def test_the_shipped_config_trains_through_scripts_train(runs_dir, tmp_path):
     (run,) = sorted((runs_dir / "amortize_logistic_regression_set").iterdir())
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     zero = LogisticRegression(num_samples=8)  # the relative gap of y = 0, f(0) = log 2, on the same held-out set
-    x = zero.sample_contexts(64, torch.Generator().manual_seed(12345))
+    x = zero.sample_contexts(64, torch.Generator(TEST_DEVICE).manual_seed(12345), TEST_DEVICE)
     optimal = zero.objective(zero.solve(x), x)
-    gap_of_zero = ((torch.log(torch.tensor(2.0)) - optimal) / optimal).mean().item()
+    gap_of_zero = ((math.log(2.0) - optimal) / optimal).mean().item()
     assert 0 <= metrics["relative_gap_mean"] < gap_of_zero, "100 steps already beat predicting y = 0"
 
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.problems import ProblemArgumentError
 from amorctl.problems.qp import QP_FAMILIES, SMALL_SIZES, QPBatch, make_qp_family, reference_solutions
@@ -32,7 +33,7 @@ def test_batch_is_a_convex_qp_of_the_announced_size(name):
     other = family.sample(N, torch.Generator().manual_seed(1))
     assert torch.equal(same.A, qp.A) and torch.equal(same.q, qp.q) and torch.equal(same.lower, qp.lower)
     assert not (torch.equal(other.A, qp.A) and torch.equal(other.q, qp.q) and torch.equal(other.lower, qp.lower))
-    as_float = family.sample(2, torch.Generator().manual_seed(0), device="cpu", dtype=torch.float32)
+    as_float = family.sample(2, torch.Generator(TEST_DEVICE).manual_seed(0), device=TEST_DEVICE, dtype=torch.float32)
     assert as_float.dtype == torch.float32 and as_float.A.shape == (2, m, n)
 
 

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from device_under_test import TEST_DEVICE
 
 from amorctl.run.cli import train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 DIRECT = [
-    "name=tiny", "device=cpu", "problem={name: quadratic, dim: 3, cond_max: 10}", "model.hidden_sizes=[16]",
+    "name=tiny", f"device={TEST_DEVICE}", "problem={name: quadratic, dim: 3, cond_max: 10}", "model.hidden_sizes=[16]",
     "train.steps=2", "train.batch_size=8", "train.log_every=1", "train.eval_every=2", "train.checkpoint_every=2",
     "eval.num_contexts=8", "eval.timing_repeats=1",
 ]
@@ -28,7 +29,7 @@ SET = ["problem={name: logistic_regression, num_features: 2, num_samples: 4}",
        "model={kind: set, encoder_sizes: [8], decoder_sizes: [8]}"]
 """On top of DIRECT: a tiny set model on a tiny data-set family."""
 
-TD3_COMMON = [ "name=tiny", "device=cpu", "td3.hidden_sizes=[8]", "td3.buffer_size=64", "td3.batch_size=4",
+TD3_COMMON = [ "name=tiny", f"device={TEST_DEVICE}", "td3.hidden_sizes=[8]", "td3.buffer_size=64", "td3.batch_size=4",
     "td3.learning_starts=4", "train.total_steps=8", "train.log_every=4", "train.eval_every=8",
     "train.checkpoint_every=8", "train.eval_episodes=1", "train.eval_envs=1",
 ]

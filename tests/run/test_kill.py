@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from device_under_test import TEST_DEVICE
 
 from amorctl.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from amorctl.run.rundir import RunDir
@@ -119,7 +120,7 @@ def test_kill_9_at_random_moments_loses_nothing(tiny_args, find_runs, tmp_path):
     assert latest_step(run) == 400
 
 
-SB3_TINY = ["--config", str(REPOSITORY / "configs" / "sb3_sac_pendulum.yaml"), "name=tiny", "device=cpu",
+SB3_TINY = ["--config", str(REPOSITORY / "configs" / "sb3_sac_pendulum.yaml"), "name=tiny", f"device={TEST_DEVICE}",
             "env.max_episode_steps=50", "sb3.hidden_sizes=[16, 16]",
             "sb3.kwargs={buffer_size: 1000, batch_size: 16, learning_starts: 20}", "train.total_steps=600",
             "train.log_every=20", "train.eval_every=600", "train.eval_episodes=1", "train.eval_envs=1",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 import amorctl
 from amorctl.agents import AGENTS
@@ -46,7 +47,8 @@ def only_run(runs_dir: Path, name: str) -> Path:
 
 def test_a_plugin_agent_and_family_train_through_the_script(tmp_path):
     runs_dir = tmp_path / "runs"
-    done = script("--import", str(PLUGIN), "--config", str(RUNNING_MEAN), f"runs_dir={runs_dir}", "device=cpu")
+    done = script("--import", str(PLUGIN), "--config", str(RUNNING_MEAN), f"runs_dir={runs_dir}",
+                  f"device={TEST_DEVICE}")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((only_run(runs_dir, "running_mean") / "eval" / "metrics.json").read_text())
     # θ starts at 0, a distance of ‖(1, 2, 3)‖ ≈ 3.74 from the mean; 200 steps of lr 0.05 shrink it ~2e4-fold
@@ -55,7 +57,7 @@ def test_a_plugin_agent_and_family_train_through_the_script(tmp_path):
 
     done = script("--import", str(PLUGIN), "problem={name: shifted_sphere, dim: 4}", "model.hidden_sizes=[32]",
                   "train.steps=300", "train.lr=0.01", "train.batch_size=64", "eval.num_contexts=64",
-                  "eval.timing_repeats=1", "name=sphere", f"runs_dir={runs_dir}", "device=cpu")
+                  "eval.timing_repeats=1", "name=sphere", f"runs_dir={runs_dir}", f"device={TEST_DEVICE}")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((only_run(runs_dir, "sphere") / "eval" / "metrics.json").read_text())
     assert math.isfinite(metrics["relative_gap_mean"]) and metrics["relative_gap_mean"] < 0.1
@@ -104,8 +106,9 @@ def test_entry_points_of_installed_packages_are_loaded(monkeypatch, clean_regist
 
 def test_load_run_returns_the_plugin_agents_policy(tmp_path, clean_registries):
     plugins.load_plugins([str(PLUGIN)], installed=False)
-    assert train_main(["--no-progress", "--config", str(RUNNING_MEAN), f"runs_dir={tmp_path}", "device=cpu"]) == 0
+    argv = ["--no-progress", "--config", str(RUNNING_MEAN), f"runs_dir={tmp_path}", f"device={TEST_DEVICE}"]
+    assert train_main(argv) == 0
     loaded = amorctl.load_run(only_run(tmp_path, "running_mean"))
     assert loaded.step == 200
-    out = loaded.policy(torch.zeros(2, 3))
+    out = loaded.policy(torch.zeros(2, 3, device=TEST_DEVICE)).cpu()
     assert out.shape == (2, 3) and torch.allclose(out, torch.tensor([1.0, 2.0, 3.0]).expand(2, 3), atol=1.0)

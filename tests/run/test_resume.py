@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from device_under_test import TEST_DEVICE
 
 import amorctl
 from amorctl.run.checkpoint import latest_checkpoint, load_checkpoint
 from amorctl.run.cli import train_main
 
 PENDULUM = str(Path(__file__).resolve().parents[2] / "configs" / "td3_pendulum.yaml")
-TINY_TD3 = ["name=tiny_td3", "device=cpu", "env.max_episode_steps=50", "td3.hidden_sizes=[16, 16]",
+TINY_TD3 = ["name=tiny_td3", f"device={TEST_DEVICE}", "env.max_episode_steps=50", "td3.hidden_sizes=[16, 16]",
             "td3.batch_size=32", "td3.buffer_size=1000", "td3.learning_starts=50", "train.total_steps=100",
             "train.log_every=50", "train.eval_every=100", "train.eval_episodes=1", "train.eval_envs=1",
             "train.checkpoint_every=50"]
@@ -84,11 +85,12 @@ def test_load_run_gives_a_callable_model_and_policy(tiny_args, runs_dir, capsys)
     assert train_main(["--no-progress", *tiny_args()]) == 0
     direct = amorctl.load_run(the_run(runs_dir, "tiny"))
     assert direct.config.agent == "direct" and direct.step == 6
-    assert direct.policy(torch.zeros(5, 6)).shape == (5, 3)  # a 3-d quadratic's context: 3 log-eigenvalues and b
+    # a 3-d quadratic's context: 3 log-eigenvalues and b
+    assert direct.policy(torch.zeros(5, 6, device=TEST_DEVICE)).shape == (5, 3)
 
     assert train_main(["--no-progress", "--config", PENDULUM, f"runs_dir={runs_dir}", *TINY_TD3]) == 0
     control = amorctl.load_run(the_run(runs_dir, "tiny_td3"))
     assert control.config.agent == "td3" and control.step == 100
-    actions = control.policy(torch.zeros(4, 3))
+    actions = control.policy(torch.zeros(4, 3, device=TEST_DEVICE))
     assert actions.shape == (4, 1) and bool((actions.abs() <= 1).all())
     control.learner.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+from device_under_test import TEST_DEVICE
 
 from amorctl.envs.kinds import make_env
 from amorctl.run.config import config_dict, load_config, parse_yaml, to_yaml
@@ -87,8 +87,9 @@ def halfcheetah_teacher(tmp_path_factory) -> Path:
     from amorctl.run.cli import train_main
 
     runs = tmp_path_factory.mktemp("teacher")
-    assert train_main(["--no-progress", "--config", str(ROOT / "configs" / "td3_halfcheetah.yaml"), "device=cpu",
-                       f"runs_dir={runs}", "td3.hidden_sizes=[8]", "td3.buffer_size=64", "td3.learning_starts=8",
+    assert train_main(["--no-progress", "--config", str(ROOT / "configs" / "td3_halfcheetah.yaml"),
+                       f"device={TEST_DEVICE}", f"runs_dir={runs}", "td3.hidden_sizes=[8]", "td3.buffer_size=64",
+                       "td3.learning_starts=8",
                        "train.total_steps=16", "train.log_every=8", "train.eval_every=16", "train.eval_episodes=1",
                        "train.eval_envs=1", "train.checkpoint_every=16", "env.max_episode_steps=4"]) == 0
     (run,) = (runs / "td3_halfcheetah").iterdir()
@@ -98,26 +99,26 @@ def halfcheetah_teacher(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
 def test_every_shipped_config_round_trips(path, tmp_path, request):
     extra = [f"expert.path={request.getfixturevalue('halfcheetah_teacher')}"] if path.stem in NEEDS_A_TEACHER else []
-    config = load_config(path, ["device=cpu", f"runs_dir={tmp_path / 'runs'}", *extra])
+    config = load_config(path, [f"device={TEST_DEVICE}", f"runs_dir={tmp_path / 'runs'}", *extra])
     check_round_trip(config, tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(NEEDS_A_TEACHER))
 def test_a_shipped_config_without_its_teacher_asks_for_expert_path(name, tmp_path):
     with pytest.raises(ConfigError, match=r"expert\.path"):
-        load_config(ROOT / "configs" / f"{name}.yaml", ["device=cpu", f"runs_dir={tmp_path / 'runs'}"])
+        load_config(ROOT / "configs" / f"{name}.yaml", [f"device={TEST_DEVICE}", f"runs_dir={tmp_path / 'runs'}"])
 
 
 @pytest.mark.parametrize(("path", "overrides"), [pytest.param(p, o, id=i) for i, (p, o) in EDGES.items()])
 def test_edge_values_round_trip(path, overrides, tmp_path):
-    config = load_config(path, ["device=cpu", f"runs_dir={tmp_path / 'runs'}", *overrides])
+    config = load_config(path, [f"device={TEST_DEVICE}", f"runs_dir={tmp_path / 'runs'}", *overrides])
     check_round_trip(config, tmp_path)
 
 
 def test_an_infinite_divergence_threshold_is_in_effect_after_the_round_trip(tmp_path):
-    config = load_config(OPT_QUADRATIC, ["device=cpu", f"runs_dir={tmp_path}", *SMALL_ITERATE,
+    config = load_config(OPT_QUADRATIC, [f"device={TEST_DEVICE}", f"runs_dir={tmp_path}", *SMALL_ITERATE,
                                          "env.iterate.divergence_threshold=.inf"])
     assert ".inf" in to_yaml(config)
     reopened = RunDir.open(RunDir.create(config).root).load_config()
-    with make_env(reopened.env, 1, torch.device("cpu")) as env:
+    with make_env(reopened.env, 1, TEST_DEVICE) as env:
         assert env.divergence_threshold == math.inf

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from device_under_test import TEST_DEVICE
 
 from amorctl.run import rundir
 from amorctl.run.cli import evaluate_main, train_main
@@ -144,7 +145,7 @@ def test_a_run_written_before_a_key_existed_loads_with_the_earlier_value(config_
     from amorctl.schema import KEYS_ADDED_LATER
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    run = RunDir.create(load_config(root / config_file, [f"runs_dir={tmp_path}", "device=cpu"]))
+    run = RunDir.create(load_config(root / config_file, [f"runs_dir={tmp_path}", f"device={TEST_DEVICE}"]))
     raw = yaml.safe_load(run.config_path.read_text())
     *sections, leaf = key.split(".")
     holder = raw
