@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of issue 8 (MuJoCo Warp), in one script: run it from the repository root on a machine
-# with one CUDA GPU and a venv holding a CUDA build of torch and `pip install -e ".[test,mjwarp]"`.
+# with one CUDA GPU and a venv holding a CUDA build of torch and `pip install -e ".[test,mjwarp,sweep]"`.
 # Writes every table to $OUT (default benchmarks/mjwarp_gpu) for benchmarks/RESULTS.md, section
 # "MuJoCo Warp (issue 8)". The first step compiles Warp's CUDA kernels (cached in ~/.cache/warp).
 set -euo pipefail
