@@ -53,25 +53,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return validate_config(raw)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML file, or a :class:`ConfigError` naming the file."""
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping in a YAML file, or a :class:`ConfigError` naming the file (as ``what``: "config file",
+    "search space")."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
     try:
         raw = parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {error.start})") from None
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte {error.start})") from None
     except OSError as error:
-        raise ConfigError(f"config file {str(path)!r} cannot be read ({error.strerror})") from None
+        raise ConfigError(f"{what} {str(path)!r} cannot be read ({error.strerror})") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{line}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML{line}") from None
     if raw is None:
-        raise ConfigError(f"config file {str(path)!r} is empty; give settings, or leave --config out for the defaults")
+        hint = "; give settings, or leave --config out for the defaults" if what == "config file" else ""
+        raise ConfigError(f"{what} {str(path)!r} is empty{hint}")
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, not a {type(raw).__name__}")
+        raise ConfigError(f"{what} {str(path)!r} must hold a mapping of keys, not a {type(raw).__name__}")
     return raw
 
 

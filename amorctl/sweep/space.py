@@ -133,7 +133,7 @@ class SearchSpace:
 
 def load_space(path: str | Path, base: dict[str, Any]) -> SearchSpace:
     """Read and validate the search-space file at ``path`` against the raw ``base`` config (file + overrides)."""
-    raw = read_yaml(path)
+    raw = read_yaml(path, "search space")
     where = f"search space {str(path)!r}"
     _only(raw, ("objective", "pruner", "params"), where, "")
     if "objective" not in raw or "params" not in raw:

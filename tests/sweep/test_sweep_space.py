@@ -153,3 +153,23 @@ def test_cli_refuses_before_any_trial(tmp_path, tiny_args, write_space, gap_spac
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "'train.lrr'" in err and len(err.splitlines()) == 1
     assert not out.exists()  # no study, no trial
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("params: [1, 2\n", "is not valid YAML at line 2"),
+        ("- 1\n", "mapping"),
+    ],
+    ids=["missing", "empty", "bad-yaml", "a-list"],
+)
+def test_a_broken_space_file_is_named_as_the_search_space(tmp_path, tiny_raw, text, message):
+    path = tmp_path / "space.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_space(path, tiny_raw())
+    assert str(error.value).startswith(f"search space {str(path)!r} ") and message in str(error.value)
+    assert "--config" not in str(error.value)
