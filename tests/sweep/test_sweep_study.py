@@ -34,6 +34,7 @@ def load(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny", storage=storage_for(f"sqlite:///{out / 'study.db'}"))
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the test's own ask() plays a killed trial
 def test_sweep_resumes_without_repeating(tmp_path, tiny_raw, write_space, gap_space, monkeypatch):
     monkeypatch.setattr(study_module, "_plots", lambda study, out: {})  # drawn once, by the last call
     raw, out = tiny_raw(), tmp_path / "sweep"
