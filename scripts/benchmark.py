@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the batched solver's dtype")
     p.add_argument("--no-refine", action="store_true",
                    help="the batched solver without its solve refinement step (ADMMSettings.refine_solve)")
+    p.add_argument("--backend", choices=["auto", "numba", "torch"], default="auto",
+                   help="the batched solver's backend (ADMMSettings.backend; auto: numba on the CPU)")
 
     args = parser.parse_args(argv)
     try:
@@ -211,7 +213,7 @@ def _run_section(args: argparse.Namespace) -> str:
         if min(args.sizes) < 1 or args.eps <= 0 or args.single_problems < 1:
             raise AmorctlError("admm-throughput needs --sizes >= 1, --eps > 0 and --single-problems >= 1")
         return admm_throughput(args.families or DEFAULT_FAMILIES, args.sizes, args.eps, args.single_problems,
-                               args.dtype, not args.no_refine)
+                               args.dtype, not args.no_refine, args.backend)
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

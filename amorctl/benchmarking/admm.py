@@ -8,9 +8,10 @@ iterations, OSQP's adaptive ρ every 50 iterations with tolerance 5, at most 400
 
 - osqp: ``osqp.OSQP()``, ``setup`` and ``solve`` per problem, timed; the problems are handed over as scipy
   CSC matrices built before the clock starts (osqp's native input, so its loop pays only for itself).
-- batched ADMM at N: :class:`~amorctl.solvers.BatchedADMM` built (its Cholesky factorizations included) and
-  solved with :class:`~amorctl.solvers.OSQPAdaptiveRho` on N problems at once; at N = 1 the problems are
-  solved one by one.
+- batched ADMM at N: :class:`~amorctl.solvers.BatchedADMM` built (its factorizations included) and solved with
+  :class:`~amorctl.solvers.OSQPAdaptiveRho` on N problems at once; at N = 1 the problems are solved one by one.
+  On the CPU this is the numba backend; a solve of two problems before the clock starts compiles its kernels (or
+  loads them from numba's cache), a once-per-install cost that is not the solver's throughput.
 
 QPs per second = problems / wall-clock seconds; the ratio is against osqp measured in the same run.
 """
@@ -77,11 +78,12 @@ def admm_throughput(
     single_problems: int = 64,
     dtype: str = "float64",
     refine_solve: bool = True,
+    backend: str = "auto",
 ) -> str:
     """A Markdown report: per family, QPs/s of osqp's loop and of the batched ADMM at each N in ``sizes``.
 
     osqp solves max(sizes) problems; at N = 1 the batched solver solves the first ``single_problems`` one by one.
-    ``refine_solve`` is :class:`~amorctl.solvers.ADMMSettings`'s.
+    ``refine_solve`` and ``backend`` are :class:`~amorctl.solvers.ADMMSettings`'s.
     ``dtype`` is the batched solver's (osqp always computes in float64; the problems are drawn in float64 and
     cast). A line per family after the table says on how many of the first 64 problems the two solvers' iteration
     counts are identical.
@@ -95,7 +97,7 @@ def admm_throughput(
     if dtype not in ("float32", "float64"):
         raise AmorctlError(f"--dtype must be float32 or float64, got {dtype!r}")
     one_thread()
-    settings = ADMMSettings(eps_abs=eps, eps_rel=eps, refine_solve=refine_solve)
+    settings = ADMMSettings(eps_abs=eps, eps_rel=eps, refine_solve=refine_solve, backend=backend)
     rows, notes = [], []
     for spec in families:
         name, kwargs = parse_family(spec)
@@ -133,6 +135,7 @@ def admm_throughput(
         for size in sizes:
             log(f"{spec}: batched ADMM at N={size}")
             work = batch.to(dtype=getattr(torch, dtype))
+            BatchedADMM(work[:2], settings).solve(OSQPAdaptiveRho())  # compiles (or loads) the numba kernels
             chunks = [work[i] for i in range(min(single_problems, count))] if size == 1 else [work[:size]]
             start = time.perf_counter()
             solvers = [BatchedADMM(chunk, settings).solve(OSQPAdaptiveRho()) for chunk in chunks]
@@ -170,7 +173,7 @@ def admm_throughput(
     refinement = "on" if refine_solve else "off"
     return (
         f"### Batched ADMM throughput against osqp (ε_abs = ε_rel = {eps:g}, batched in {dtype}, "
-        f"solve refinement {refinement}, CPU)\n\n"
+        f"solve refinement {refinement}, {backend} backend, CPU)\n\n"
         f"{markdown_table(header, rows)}\n\n"
         + "\n".join(notes)
         + f"\n\nCommand: `{command_line()}`\n\nMachine: {machine_info()}\n"

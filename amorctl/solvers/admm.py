@@ -17,17 +17,24 @@ Termination (eq. 24 with the ∞-norm, checked every ``check_termination`` itera
 primal / dual infeasibility certificates (§3.4) from δy = yᵏ⁺¹ − yᵏ and δx = xᵏ⁺¹ − xᵏ are optional. A
 problem that terminates is frozen: its iterates, ρ and iteration count no longer change while the others run.
 
+Two implementations of the same iteration (``ADMMSettings.backend``): on a CPU, compiled per-problem loops over
+sparse rows of A with Cholesky solves (:mod:`amorctl.solvers.admm_kernels`, numba); on a GPU, the batched tensor
+form below, which factors and inverts the matrix and solves by products with the inverse (plus one refinement step).
+
 ρ vectors follow OSQP's constraint types (``set_rho_vec`` in OSQP's auxil.c): rows with both bounds
 infinite get ρ_min = 1e-6, equality rows (u − l < 1e-4) get 10³·ρ, inequality rows get ρ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from amorctl.problems.qp.batch import INFINITY, QPBatch
@@ -43,6 +50,8 @@ RHO_TOL = 1e-4
 """A row with u − l below this is an equality (OSQP_RHO_TOL)."""
 DIVISION_TOL = 1e-10
 """Guards the divisions of the adaptive-ρ estimate (OSQP_DIVISION_TOL)."""
+BACKENDS = ("auto", "numba", "torch")
+"""Values of ``ADMMSettings.backend``."""
 
 
 class Status(enum.IntEnum):
@@ -77,11 +86,17 @@ class ADMMSettings:
         max_iter: iterations after which an unsolved problem stops with ``MAX_ITER_REACHED``.
         check_termination: iterations between termination checks (OSQP's default 25; 1 checks every one).
         detect_infeasibility: whether the certificates are checked at all.
-        refine_solve: one step of iterative refinement after each solve with the explicit inverse (two more
-            n × n products per iteration). On (the default), the iterates follow osqp's to round-off and the
-            iteration counts match. Off, the solve's error grows with the matrix's conditioning: in float64
-            Huber's counts drift by a check interval or two; in float32 Portfolio, Lasso and Equality QP need 3–5×
-            the iterations and Huber fails on a third of its problems (``benchmarks/RESULTS.md``, RLQP).
+        backend: ``"numba"`` (compiled CPU loops, :mod:`amorctl.solvers.admm_kernels`), ``"torch"`` (batched tensor
+            operations, any device) or ``"auto"``: numba for a batch on the CPU, torch otherwise. Both run the same
+            iteration (``tests/solvers/test_admm.py`` checks them against osqp and each other).
+        threads: numba backend: CPU threads the problems are spread over (at most numba's ``NUMBA_NUM_THREADS``, the
+            core count by default); the results do not depend on it.
+        refine_solve: torch backend: one step of iterative refinement after each solve with the explicit inverse
+            (two more n × n products per iteration; the numba backend solves with the Cholesky factor instead). On
+            (the default), the iterates follow osqp's to round-off and the iteration counts match. Off, the solve's
+            error grows with the matrix's conditioning: in float64 Huber's counts drift by a check interval or two;
+            in float32 Portfolio, Lasso and Equality QP need 3–5× the iterations and Huber fails on a third of its
+            problems (``benchmarks/RESULTS.md``, RLQP).
     """
 
     rho: float = 0.1
@@ -94,6 +109,8 @@ class ADMMSettings:
     max_iter: int = 4000
     check_termination: int = 25
     detect_infeasibility: bool = True
+    backend: str = "auto"
+    threads: int = 1
     refine_solve: bool = True
 
     def __post_init__(self) -> None:
@@ -107,12 +124,15 @@ class ADMMSettings:
             "eps_dual_inf": self.eps_dual_inf > 0,
             "max_iter": self.max_iter >= 1,
             "check_termination": self.check_termination >= 1,
+            "threads": self.threads >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
+        if self.backend not in BACKENDS:
+            raise ValueError(f"ADMMSettings: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if bad:
             raise ValueError(
                 f"ADMMSettings: {', '.join(bad)} out of range (rho, sigma > 0; 0 < alpha < 2; "
-                "eps_* >= 0, eps_*_inf > 0; max_iter, check_termination >= 1)"
+                "eps_* >= 0, eps_*_inf > 0; max_iter, check_termination, threads >= 1)"
             )
 
 
@@ -155,6 +175,22 @@ def rho_vector(rho: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
     return torch.where(types == ConstraintType.LOOSE, torch.full_like(rho, RHO_MIN), rho)
 
 
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``ADMMSettings.backend`` for a batch on ``device``: ``"auto"`` is numba on a CPU and torch elsewhere."""
+    if backend == "auto":
+        return "numba" if device.type == "cpu" else "torch"
+    if backend == "numba" and device.type != "cpu":
+        raise ValueError(f"ADMMSettings: the numba backend runs on the CPU, but the problems are on {device}")
+    return backend
+
+
+def _raise_if_indefinite(index: torch.Tensor, failed: np.ndarray) -> None:
+    """The error of a factorization that met a matrix that is not positive definite (``failed`` by position)."""
+    if failed.any():
+        first = int(index[int(failed.argmax())])
+        raise torch.linalg.LinAlgError(f"problem {first}: P + σI + Aᵀdiag(ρ)A is not positive definite (is P PSD?)")
+
+
 def _row_times(vector: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """``vector @ matrix`` per problem, ``(N, a) × (N, a, b) -> (N, b)``: Aᵀw as wᵀA, Ax as xᵀAᵀ.
 
@@ -188,7 +224,11 @@ class BatchedADMM:
     """
 
     def __init__(self, qp: QPBatch, settings: ADMMSettings | None = None):
-        self.qp, self.settings = qp, settings or ADMMSettings()
+        self.settings = settings or ADMMSettings()
+        self.backend = resolve_backend(self.settings.backend, qp.device)
+        if self.backend == "numba":  # the kernels read the tensors' memory as C-ordered arrays
+            qp = QPBatch(*(t.detach().contiguous() for t in (qp.P, qp.q, qp.A, qp.lower, qp.upper)))
+        self.qp = qp
         N, n, m = qp.num_problems, qp.num_variables, qp.num_constraints
         like = {"device": qp.device, "dtype": qp.dtype}
         self.x, self.z, self.y = qp.q.new_zeros(N, n), qp.lower.new_zeros(N, m), qp.lower.new_zeros(N, m)
@@ -200,9 +240,24 @@ class BatchedADMM:
         self.rho_scalar = torch.full((N,), self.settings.rho, **like).clamp(RHO_MIN, RHO_MAX)
         self.rho = rho_vector(self.rho_scalar, self.types)
         self._At = qp.A.mT.contiguous()
-        self._sigma_eye = self.settings.sigma * torch.eye(n, **like)
         self._inverse = torch.empty(N, n, n, **like)
         self._kkt = torch.empty(N, n, n, **like) if self.settings.refine_solve else None
+        if self.backend == "numba":
+            import numba
+
+            from amorctl.solvers import admm_kernels
+
+            if self.settings.threads > numba.config.NUMBA_NUM_THREADS:
+                raise ValueError(
+                    f"ADMMSettings: threads={self.settings.threads}, but numba runs at most "
+                    f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS, the core count by default)"
+                )
+            self._kernels = admm_kernels
+            s = self.settings
+            constants = [s.alpha, s.sigma, 0, 1, s.eps_prim_inf, s.eps_dual_inf, 0, s.eps_abs, s.eps_rel]
+            self._constants = np.array(constants, dtype=self.x.numpy().dtype)
+        else:
+            self._sigma_eye = self.settings.sigma * torch.eye(n, **like)
         self._factor(torch.ones(N, dtype=torch.bool, device=qp.device))
 
     # ------------------------------------------------------------------ state
@@ -214,30 +269,41 @@ class BatchedADMM:
     def warm_start(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
         """Start from ``x`` (and z = Ax) and/or ``y`` instead of zeros, as osqp's ``warm_start``."""
         if x is not None:
-            self.x = x.to(self.x).clone()
-            self.z = _row_times(self.x, self._At)
+            self.x = x.to(self.x).clone(memory_format=torch.contiguous_format)
+            self.z = _row_times(self.x, self.qp.A.mT)
         if y is not None:
-            self.y = y.to(self.y).clone()
+            self.y = y.to(self.y).clone(memory_format=torch.contiguous_format)
 
     def _factor(self, which: torch.Tensor) -> None:
-        """(P + σI + Aᵀdiag(ρ)A)⁻¹ for the problems in ``which`` ``(N,)`` bool, from its Cholesky factor.
+        """Factor P + σI + Aᵀdiag(ρ)A for the problems in ``which`` ``(N,)`` bool: the numba backend keeps the
+        Cholesky factor; the torch backend keeps the inverse from it.
 
         The explicit inverse (``torch.cholesky_inverse``) makes the per-iteration solve small matrix products,
         several times cheaper than a batched triangular solve per iteration; :meth:`iterate` adds one step of
         iterative refinement with the matrix itself (``refine_solve``), which brings the solve's accuracy back to
         the triangular solve's (without it, iteration counts on ill-conditioned classes such as Huber drift from
         OSQP's).
-        ``torch.linalg.cholesky`` raises if a matrix is not positive definite (P not PSD).
+        Raises ``torch.linalg.LinAlgError`` if a matrix is not positive definite (P not PSD).
         """
         index = which.nonzero().squeeze(-1)
         if index.numel() == 0:
+            return
+        self.factorizations[index] += 1
+        if self.backend == "numba":
+            qp = self.qp
+            failed = np.zeros(index.numel(), dtype=bool)
+            with self._threads():
+                self._kernels.factor(
+                    index.numpy(), qp.P.numpy(), self._At.numpy(), self.rho.numpy(), self._constants,
+                    *self._factors(), failed,
+                )  # fmt: skip
+            _raise_if_indefinite(index, failed)
             return
         A, rho = self.qp.A[index], self.rho[index]
         kkt = self.qp.P[index] + self._sigma_eye + A.mT @ (rho.unsqueeze(-1) * A)
         if self._kkt is not None:
             self._kkt[index] = kkt
         self._inverse[index] = torch.cholesky_inverse(torch.linalg.cholesky(kkt))
-        self.factorizations[index] += 1
 
     def set_rho(self, rho: torch.Tensor, which: torch.Tensor | None = None, scalar: torch.Tensor | None = None) -> None:
         """Use the per-row ``rho`` ``(N, m)`` (positive; not clipped, as OSQP's equality rows go up to 10³ρ_max)
@@ -293,6 +359,17 @@ class BatchedADMM:
         index = self.running.nonzero().squeeze(-1)
         if index.numel() == 0:
             return
+        if self.backend == "numba":
+            kkt, inverse = self._factors()
+            arrays = (qp.q, self._At, qp.lower, qp.upper, self.rho, self.x, self.z, self.y)
+            q, At, lower, upper, rho, x, z, y = (t.numpy() for t in arrays)
+            with self._threads():
+                self._kernels.iterate(
+                    index.numpy(), q, At, inverse, kkt, rho, lower, upper,
+                    x, z, y, self.delta_x.numpy(), self.delta_y.numpy(), count, self._constants,
+                )  # fmt: skip
+            self.iterations[index] += count
+            return
         every = index.numel() == qp.num_problems
         pick = (lambda t: t) if every else (lambda t: t[index])
         q, A, At, lower, upper = pick(qp.q), pick(qp.A), pick(self._At), pick(qp.lower), pick(qp.upper)
@@ -322,6 +399,14 @@ class BatchedADMM:
         """OSQP's residuals and their normalisers at the current iterates, measured on the running problems
         (the frozen ones read 0)."""
         index = self.running.nonzero().squeeze(-1)
+        if self.backend == "numba":
+            out = np.zeros((4, self.qp.num_problems), dtype=self._constants.dtype)
+            qp = self.qp
+            self._kernels.residuals(
+                index.numpy(), qp.P.numpy(), qp.q.numpy(), self._At.numpy(),
+                self.x.numpy(), self.z.numpy(), self.y.numpy(), self._constants, out,
+            )  # fmt: skip
+            return Residuals(*torch.from_numpy(out))
         x, y, z, q = self.x[index], self.y[index], self.z[index], self.qp.q[index]
         Ax, Px, Aty = _row_times(x, self._At[index]), _row_times(x, self.qp.P[index]), _row_times(y, self.qp.A[index])
         measured = (
@@ -340,6 +425,13 @@ class BatchedADMM:
         ≤ 0 where only u is, ≥ 0 where only l is); then ‖Aᵀδy‖∞ < ε‖δy‖∞ and
         uᵀmax(δy, 0) + lᵀmin(δy, 0) < −ε‖δy‖∞ certify that no x has l ≤ Ax ≤ u.
         """
+        if self.backend == "numba":
+            out = np.zeros(index.numel(), dtype=bool)
+            self._kernels.primal_infeasible(
+                index.numpy(), self._At.numpy(),
+                self.qp.lower.numpy(), self.qp.upper.numpy(), self.delta_y.numpy(), self._constants, out,
+            )  # fmt: skip
+            return torch.from_numpy(out)
         eps, dy = self.settings.eps_prim_inf, self.delta_y[index]
         lower, upper = self.qp.lower[index], self.qp.upper[index]
         upper_inf, lower_inf = upper > INFINITY, lower < -INFINITY
@@ -355,6 +447,13 @@ class BatchedADMM:
     def dual_infeasible(self, index: torch.Tensor) -> torch.Tensor:
         """OSQP's dual infeasibility certificate on δx (``is_dual_infeasible``) for the problems at ``index``:
         ‖Pδx‖∞ < ε‖δx‖∞, qᵀδx < −ε‖δx‖∞ and (Aδx)_i within ±ε‖δx‖∞ of the recession cone of [l, u]."""
+        if self.backend == "numba":
+            out, qp = np.zeros(index.numel(), dtype=bool), self.qp
+            self._kernels.dual_infeasible(
+                index.numpy(), qp.P.numpy(), qp.q.numpy(), self._At.numpy(),
+                qp.lower.numpy(), qp.upper.numpy(), self.delta_x.numpy(), self._constants, out,
+            )  # fmt: skip
+            return torch.from_numpy(out)
         eps, dx = self.settings.eps_dual_inf, self.delta_x[index]
         lower, upper = self.qp.lower[index], self.qp.upper[index]
         norm = _norm(dx)
@@ -386,7 +485,14 @@ class BatchedADMM:
     def solve(self, rule: RhoRule | None = None) -> BatchedADMM:
         """Iterate until every problem terminates or reaches ``max_iter``, OSQP's loop (``osqp_solve``):
         termination is checked every ``check_termination`` iterations; ``rule`` (default: fixed ρ) may change
-        ρ after the check of every iteration it asks for. Returns ``self``."""
+        ρ after the check of every iteration it asks for. Returns ``self``.
+
+        On the numba backend, fixed ρ and :class:`~amorctl.solvers.rho.OSQPAdaptiveRho` run the whole loop in one
+        compiled call per batch (:func:`amorctl.solvers.admm_kernels.solve`), each problem on its own schedule —
+        the same as this loop's when the problems start with equal iteration counts, as in a solve from scratch.
+        """
+        if self.backend == "numba" and self._solve_compiled(rule):
+            return self
         settings = self.settings
         every = settings.check_termination
         interval = rule.interval if rule is not None else None
@@ -406,3 +512,53 @@ class BatchedADMM:
                 rule.update(self, residuals if residuals is not None else self.residuals())
         self.status[self.running] = Status.MAX_ITER_REACHED
         return self
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """(numba backend) Run the enclosed kernels on ``settings.threads`` of numba's threads."""
+        import numba
+
+        previous = numba.get_num_threads()
+        numba.set_num_threads(self.settings.threads)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
+
+    def _factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(numba backend) The matrices K (``(N, 0, 0)`` without refinement) and K⁻¹ as arrays for the kernels."""
+        kkt = (
+            self._kkt.numpy()
+            if self._kkt is not None
+            else np.zeros((self.qp.num_problems, 0, 0), self._constants.dtype)
+        )
+        return kkt, self._inverse.numpy()
+
+    def _solve_compiled(self, rule: RhoRule | None) -> bool:
+        """:meth:`solve` in one call of the numba kernel when ``rule`` is one it implements (fixed ρ, OSQP's adaptive
+        rule on a scalar ρ per problem); False (nothing done) otherwise."""
+        from amorctl.solvers.rho import FixedRho, OSQPAdaptiveRho
+
+        index = self.running.nonzero().squeeze(-1)
+        adaptive = type(rule) is OSQPAdaptiveRho
+        if not (rule is None or type(rule) is FixedRho or adaptive):
+            return False
+        if adaptive and bool(torch.isnan(self.rho_scalar[index]).any()):
+            return False  # the generic loop raises OSQPAdaptiveRho's error
+        settings, qp = self.settings, self.qp
+        constants = self._constants.copy()
+        constants[6] = rule.tolerance if adaptive else 1
+        interval = rule.interval if adaptive else 0
+        options = np.array(
+            [settings.max_iter, settings.check_termination, settings.detect_infeasibility, interval], dtype=np.int64
+        )
+        failed = np.zeros(index.numel(), dtype=bool)
+        with self._threads():
+            self._kernels.solve(
+                index.numpy(), qp.P.numpy(), qp.q.numpy(), self._At.numpy(), *reversed(self._factors()),
+                self.rho.numpy(), self.rho_scalar.numpy(), self.types.numpy(), qp.lower.numpy(), qp.upper.numpy(),
+                self.x.numpy(), self.z.numpy(), self.y.numpy(), self.delta_x.numpy(), self.delta_y.numpy(),
+                self.iterations.numpy(), self.status.numpy(), self.factorizations.numpy(), constants, options, failed,
+            )  # fmt: skip
+        _raise_if_indefinite(index, failed)
+        return True

@@ -1,0 +1,377 @@
+"""Compiled CPU kernels of :class:`~amorctl.solvers.BatchedADMM` (numba): a loop over the problems of a batch, each
+problem's ADMM iterations run back to back on data that stay in the core's cache.
+
+Why hand-written loops: on a CPU, the batched tensor form streams every problem's A, Aᵀ and inverse through memory
+once per iteration and pays torch's dispatch for each of ~20 operations, so a batch of small QPs ran at 0.5–5× the
+osqp package's C loop (``benchmarks/RESULTS.md``, RLQP). Here each problem runs its iterations while its data are in
+L1/L2, with the same dense arithmetic as the torch form: Aᵀ stored ``(n, m)`` so that both products run along
+rows of length m (vectorised), the explicit inverse of P + σI + Aᵀdiag(ρ)A from its Cholesky factor, and one step
+of iterative refinement with the matrix itself (``ADMMSettings.refine_solve``). :func:`solve` runs OSQP's whole
+loop per problem (termination checks, infeasibility certificates, the adaptive-ρ rule with its refactorizations),
+so a batch costs no Python between its start and its end. The arithmetic is OSQP's (Stellato et al. 2020,
+Algorithm 1), stated in :mod:`amorctl.solvers.admm`, whose torch form serves GPUs.
+
+Every kernel takes ``index``, the problems to work on, and writes its results in place into arrays shared with the
+solver's torch tensors (``Tensor.numpy()``): ``At`` ``(N, n, m)``, ``inverse`` and ``kkt`` ``(N, n, n)`` (``kkt``
+``(N, 0, 0)`` without refinement). Scalars arrive in ``constants`` = (α, σ, 0, 1, ε_prim_inf, ε_dual_inf, the
+adaptive-ρ tolerance, ε_abs, ε_rel), an array of the batch's dtype, so float32 batches compute in float32.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from amorctl.problems.qp.batch import INFINITY
+from amorctl.solvers.admm import DIVISION_TOL, RHO_EQ_OVER_RHO_INEQ, RHO_MAX, RHO_MIN, ConstraintType, Status
+
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+"""LLVM's fast-math flags that allow vectorised sums; not ``nnan``/``ninf``: bounds may be ±inf."""
+
+_jit = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True, error_model="numpy")
+_parallel = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True, error_model="numpy", parallel=True)
+"""The batch kernels that carry the work spread their problems over numba's threads (``numba.set_num_threads``;
+:class:`~amorctl.solvers.BatchedADMM` sets ``ADMMSettings.threads``); problems are independent, so the results do
+not depend on the thread count."""
+
+_UNSOLVED, _SOLVED, _PRIMAL_INFEASIBLE, _DUAL_INFEASIBLE, _MAX_ITER = (
+    int(Status.UNSOLVED),
+    int(Status.SOLVED),
+    int(Status.PRIMAL_INFEASIBLE),
+    int(Status.DUAL_INFEASIBLE),
+    int(Status.MAX_ITER_REACHED),
+)
+_LOOSE, _EQUALITY = int(ConstraintType.LOOSE), int(ConstraintType.EQUALITY)
+
+
+# ----------------------------------------------------------------------------------------- one problem at a time
+@_jit
+def _factor_one(b, P, At, rho, sigma, kkt, inverse, scratch, cholesky, lower_inverse):
+    """Problem b's matrix K = P + σI + Aᵀdiag(ρ)A (into ``kkt[b]`` when refinement keeps it) and K⁻¹ = L⁻ᵀL⁻¹ (into
+    ``inverse[b]``) from its Cholesky factor L (in ``cholesky`` ``(n, n)``, L⁻¹ in ``lower_inverse``); every inner loop
+    runs along a row. False if K is not positive definite."""
+    n, m = At.shape[1], At.shape[2]
+    Atb = At[b]
+    for j in range(n):
+        for i in range(m):
+            scratch[i] = rho[b, i] * Atb[j, i]
+        for k in range(j + 1):
+            total = P[b, j, k]
+            for i in range(m):
+                total += scratch[i] * Atb[k, i]
+            cholesky[j, k] = total
+            cholesky[k, j] = total
+        cholesky[j, j] += sigma
+    if kkt.shape[1]:
+        kkt[b, :, :] = cholesky
+    for j in range(n):  # Cholesky on the lower triangle, in place
+        pivot = cholesky[j, j]
+        for t in range(j):
+            pivot -= cholesky[j, t] * cholesky[j, t]
+        if not pivot > 0:
+            return False
+        pivot = np.sqrt(pivot)
+        cholesky[j, j] = pivot
+        for r in range(j + 1, n):
+            value = cholesky[r, j]
+            for t in range(j):
+                value -= cholesky[r, t] * cholesky[j, t]
+            cholesky[r, j] = value / pivot
+    for i in range(n):  # row i of L⁻¹: (e_i − Σ_{k<i} L_ik (L⁻¹)_k) / L_ii
+        row = lower_inverse[i]
+        row[:] = 0
+        row[i] = 1
+        for k in range(i):
+            c = cholesky[i, k]
+            for t in range(k + 1):
+                row[t] -= c * lower_inverse[k, t]
+        scale = 1 / cholesky[i, i]
+        for t in range(i + 1):
+            row[t] *= scale
+    inv = inverse[b]
+    inv[:, :] = 0
+    for k in range(n):  # K⁻¹ = Σ_k (row k of L⁻¹)ᵀ(row k of L⁻¹)
+        for a in range(k + 1):
+            c = lower_inverse[k, a]
+            for t in range(k + 1):
+                inv[a, t] += c * lower_inverse[k, t]
+    return True
+
+
+@_jit
+def _product(matrix, vector, out):
+    """out = matrix · vector for a symmetric ``matrix`` (n, n), as a sum of its rows (vectorised along rows)."""
+    n = out.shape[0]
+    out[:] = 0
+    for k in range(n):
+        c = vector[k]
+        for j in range(n):
+            out[j] += c * matrix[k, j]
+
+
+@_jit
+def _run(b, count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants, work):
+    """``count`` ADMM iterations of problem b in place; δx, δy of the last one. ``work`` ``(6, max(n, m))``."""
+    n, m = x.shape[1], z.shape[1]
+    alpha, sigma, one = constants[0], constants[1], constants[3]
+    refine = kkt.shape[1] > 0
+    rhs, solution, residual, w, ax, rho_inverse = (
+        work[0, :n],
+        work[1, :n],
+        work[2, :n],
+        work[3, :m],
+        work[4, :m],
+        work[5, :m],
+    )
+    xb, zb, yb, rb, Atb = x[b], z[b], y[b], rho[b], At[b]
+    for i in range(m):
+        rho_inverse[i] = one / rb[i]
+    for step in range(count):
+        if step == count - 1:
+            delta_x[b, :] = xb
+            delta_y[b, :] = yb
+        for i in range(m):
+            w[i] = rb[i] * zb[i] - yb[i]
+        for j in range(n):  # rhs = σx − q + Aᵀ(ρ∘z − y)
+            total = sigma * xb[j] - q[b, j]
+            for i in range(m):
+                total += Atb[j, i] * w[i]
+            rhs[j] = total
+        _product(inverse[b], rhs, solution)  # x̃ = K⁻¹ rhs
+        if refine:  # x̃ += K⁻¹ (rhs − K x̃)
+            _product(kkt[b], solution, residual)
+            for j in range(n):
+                residual[j] = rhs[j] - residual[j]
+            _product(inverse[b], residual, rhs)
+            for j in range(n):
+                solution[j] += rhs[j]
+        ax[:] = 0
+        for j in range(n):  # z̃ = A x̃
+            c = solution[j]
+            for i in range(m):
+                ax[i] += Atb[j, i] * c
+        for j in range(n):
+            xb[j] += alpha * (solution[j] - xb[j])
+        for i in range(m):
+            relaxed = zb[i] + alpha * (ax[i] - zb[i])
+            new_z = min(max(relaxed + yb[i] * rho_inverse[i], lower[b, i]), upper[b, i])
+            yb[i] += rb[i] * (relaxed - new_z)
+            zb[i] = new_z
+    for j in range(n):
+        delta_x[b, j] = xb[j] - delta_x[b, j]
+    for i in range(m):
+        delta_y[b, i] = yb[i] - delta_y[b, i]
+
+
+@_jit
+def _measure(b, P, q, At, x, z, y, zero, ax):
+    """OSQP's residuals of problem b: ‖Ax − z‖∞, ‖Px + q + Aᵀy‖∞, max(‖Ax‖∞, ‖z‖∞), max(‖Px‖∞, ‖Aᵀy‖∞, ‖q‖∞)."""
+    n, m = x.shape[1], z.shape[1]
+    ax[:m] = 0
+    dual, dual_scale = zero, zero
+    for j in range(n):
+        aty, px, c = zero, zero, x[b, j]
+        for i in range(m):
+            ax[i] += At[b, j, i] * c
+            aty += At[b, j, i] * y[b, i]
+        for k in range(n):
+            px += P[b, j, k] * x[b, k]
+        dual = max(dual, abs(px + q[b, j] + aty))
+        dual_scale = max(dual_scale, abs(px), abs(aty), abs(q[b, j]))
+    primal, primal_scale = zero, zero
+    for i in range(m):
+        primal = max(primal, abs(ax[i] - z[b, i]))
+        primal_scale = max(primal_scale, abs(ax[i]), abs(z[b, i]))
+    return primal, dual, primal_scale, dual_scale
+
+
+@_jit
+def _primal_certificate(b, At, lower, upper, delta_y, zero, eps, projected):
+    """OSQP's primal infeasibility certificate on δy (``is_primal_infeasible``; see
+    :meth:`BatchedADMM.primal_infeasible`): δy projected onto the polar cone of [l, u]'s recession cone, then
+    ‖Aᵀδy‖∞ < ε‖δy‖∞ and uᵀmax(δy, 0) + lᵀmin(δy, 0) < −ε‖δy‖∞."""
+    n, m = At.shape[1], At.shape[2]
+    norm, support = zero, zero
+    for i in range(m):
+        upper_finite, lower_finite = upper[b, i] <= INFINITY, lower[b, i] >= -INFINITY
+        dy = delta_y[b, i]
+        if not upper_finite:
+            dy = min(dy, zero) if lower_finite else zero
+        elif not lower_finite:
+            dy = max(dy, zero)
+        projected[i] = dy
+        norm = max(norm, abs(dy))
+        if upper_finite:
+            support += upper[b, i] * max(dy, zero)
+        if lower_finite:
+            support += lower[b, i] * min(dy, zero)
+    if not (norm > eps and support < -eps * norm):
+        return False
+    for j in range(n):
+        total = zero
+        for i in range(m):
+            total += At[b, j, i] * projected[i]
+        if not abs(total) < eps * norm:
+            return False
+    return True
+
+
+@_jit
+def _dual_certificate(b, P, q, At, lower, upper, delta_x, zero, eps, a_dx):
+    """OSQP's dual infeasibility certificate on δx (``is_dual_infeasible``; see :meth:`BatchedADMM.dual_infeasible`):
+    ‖Pδx‖∞ < ε‖δx‖∞, qᵀδx < −ε‖δx‖∞ and Aδx within ±ε‖δx‖∞ of the recession cone of [l, u]."""
+    n, m = At.shape[1], At.shape[2]
+    norm, q_dx = zero, zero
+    for j in range(n):
+        norm = max(norm, abs(delta_x[b, j]))
+        q_dx += q[b, j] * delta_x[b, j]
+    bound = eps * norm
+    if not (norm > eps and q_dx < -bound):
+        return False
+    for r in range(n):
+        value = zero
+        for c in range(n):
+            value += P[b, r, c] * delta_x[b, c]
+        if not abs(value) < bound:
+            return False
+    a_dx[:m] = 0
+    for j in range(n):
+        c = delta_x[b, j]
+        for i in range(m):
+            a_dx[i] += At[b, j, i] * c
+    for i in range(m):
+        if (upper[b, i] < INFINITY and a_dx[i] > bound) or (lower[b, i] > -INFINITY and a_dx[i] < -bound):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------- batch kernels
+@_parallel
+def factor(index, P, At, rho, constants, kkt, inverse, failed):
+    """Factor and invert (in place) for the problems in ``index``; ``failed[k]`` says whether problem ``index[k]``'s
+    matrix is not positive definite."""
+    n, m = At.shape[1], At.shape[2]
+    for k in numba.prange(index.shape[0]):
+        scratch = np.empty(max(m, 1), dtype=At.dtype)
+        cholesky, lower_inverse = np.empty((n, n), dtype=At.dtype), np.empty((n, n), dtype=At.dtype)
+        failed[k] = not _factor_one(index[k], P, At, rho, constants[1], kkt, inverse, scratch, cholesky, lower_inverse)
+
+
+@_parallel
+def iterate(index, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, count, constants):
+    """``count`` ADMM iterations of each problem in ``index`` (x, z, y in place; δx, δy of the last iteration)."""
+    for k in numba.prange(index.shape[0]):
+        work = np.empty((6, max(x.shape[1], z.shape[1], 1)), dtype=x.dtype)
+        _run(index[k], count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants, work)
+
+
+@_jit
+def residuals(index, P, q, At, x, z, y, constants, out):
+    """OSQP's residuals of the problems in ``index`` into ``out`` ``(4, N)`` (see :func:`_measure`)."""
+    ax = np.empty(max(z.shape[1], 1), dtype=x.dtype)
+    for k in range(index.shape[0]):
+        b = index[k]
+        out[0, b], out[1, b], out[2, b], out[3, b] = _measure(b, P, q, At, x, z, y, constants[2], ax)
+
+
+@_jit
+def primal_infeasible(index, At, lower, upper, delta_y, constants, out):
+    """The primal infeasibility certificate of each problem in ``index`` into ``out[k]``."""
+    projected = np.empty(max(delta_y.shape[1], 1), dtype=delta_y.dtype)
+    for k in range(index.shape[0]):
+        out[k] = _primal_certificate(index[k], At, lower, upper, delta_y, constants[2], constants[4], projected)
+
+
+@_jit
+def dual_infeasible(index, P, q, At, lower, upper, delta_x, constants, out):
+    """The dual infeasibility certificate of each problem in ``index`` into ``out[k]``."""
+    a_dx = np.empty(max(lower.shape[1], 1), dtype=delta_x.dtype)
+    for k in range(index.shape[0]):
+        out[k] = _dual_certificate(index[k], P, q, At, lower, upper, delta_x, constants[2], constants[5], a_dx)
+
+
+@_parallel
+def solve(index, P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper, x, z, y, delta_x, delta_y,
+          iterations, status, factorizations, constants, options, failed):  # fmt: skip
+    """OSQP's loop (``osqp_solve``) for each problem in ``index`` until it terminates or reaches ``max_iter``: the
+    schedule of :meth:`BatchedADMM.solve` with :class:`FixedRho` (``interval`` 0) or :class:`OSQPAdaptiveRho`.
+
+    ``options`` (int64) = (max_iter, check_termination, detect_infeasibility, adaptive-ρ interval or 0); the
+    adaptive rule's tolerance is ``constants[6]``. ``failed[k]`` says whether problem ``index[k]``'s matrix stopped
+    being positive definite after a ρ change (that problem stops there).
+    """
+    max_iter, check_every, detect, interval = options[0], options[1], options[2] != 0, options[3]
+    n, m = x.shape[1], z.shape[1]
+    zero, tolerance, eps_abs, eps_rel = constants[2], constants[6], constants[7], constants[8]
+    every = check_every
+    if interval > 0:
+        a, c = check_every, interval
+        while c:
+            a, c = c, a % c
+        every = a
+    for k in numba.prange(index.shape[0]):
+        work = np.empty((6, max(n, m, 1)), dtype=x.dtype)
+        scratch = np.empty(max(m, 1), dtype=x.dtype)
+        cholesky, lower_inverse = np.empty((n, n), dtype=x.dtype), np.empty((n, n), dtype=x.dtype)
+        b = index[k]
+        done = iterations[b]
+        while status[b] == _UNSOLVED and done < max_iter and not failed[k]:
+            count = min(every - done % every, max_iter - done)
+            _run(b, count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants, work)
+            done += count
+            measured = False
+            primal, dual, primal_scale, dual_scale = zero, zero, zero, zero
+            if done % check_every == 0 or done == max_iter:
+                primal, dual, primal_scale, dual_scale = _measure(b, P, q, At, x, z, y, zero, work[4])
+                measured = True
+                if primal <= eps_abs + eps_rel * primal_scale and dual <= eps_abs + eps_rel * dual_scale:
+                    status[b] = _SOLVED
+                elif detect and _primal_certificate(b, At, lower, upper, delta_y, zero, constants[4], work[4]):
+                    status[b] = _PRIMAL_INFEASIBLE
+                elif detect and _dual_certificate(b, P, q, At, lower, upper, delta_x, zero, constants[5], work[4]):
+                    status[b] = _DUAL_INFEASIBLE
+            if interval > 0 and done % interval == 0 and status[b] == _UNSOLVED:
+                if not measured:
+                    primal, dual, primal_scale, dual_scale = _measure(b, P, q, At, x, z, y, zero, work[4])
+                current = rho_scalar[b]
+                ratio = (primal / (primal_scale + DIVISION_TOL)) / (dual / (dual_scale + DIVISION_TOL) + DIVISION_TOL)
+                estimate = min(max(current * np.sqrt(ratio), RHO_MIN), RHO_MAX)
+                if estimate > current * tolerance or estimate < current / tolerance:
+                    rho_scalar[b] = estimate
+                    changed = False
+                    for i in range(m):
+                        new = RHO_MIN if types[b, i] == _LOOSE else estimate
+                        if types[b, i] == _EQUALITY:
+                            new = RHO_EQ_OVER_RHO_INEQ * estimate
+                        changed = changed or new != rho[b, i]
+                        rho[b, i] = new
+                    if changed:
+                        factorizations[b] += 1
+                        failed[k] = not _factor_one(
+                            b, P, At, rho, constants[1], kkt, inverse, scratch, cholesky, lower_inverse
+                        )
+        iterations[b] = done
+        if status[b] == _UNSOLVED and not failed[k]:
+            status[b] = _MAX_ITER
+
+
+def compile_kernels() -> None:
+    """Compile every kernel for float32 and float64 batches into numba's cache (``__pycache__`` beside this module,
+    or ``NUMBA_CACHE_DIR``), so that later processes load them in well under a second. The first compilation takes
+    about a minute on 2 cores; ``.ci/run`` calls this once before the test suite."""
+    import torch
+
+    from amorctl.problems.qp import QPBatch
+    from amorctl.solvers.admm import ADMMSettings, BatchedADMM
+    from amorctl.solvers.rho import OSQPAdaptiveRho
+
+    for dtype in (torch.float32, torch.float64):
+        # min x² − x s.t. 0 ≤ x ≤ 1 and x ≤ 2: the step API (iterate, residuals, certificates) and the fused solve
+        data = (torch.eye(1)[None], -torch.ones(1, 1), torch.ones(1, 2, 1), torch.zeros(1, 2), torch.full((1, 2), 2.0))
+        qp = QPBatch(*(t.to(dtype) for t in data))
+        solver = BatchedADMM(qp, ADMMSettings(backend="numba", check_termination=1))
+        solver.iterate(1)
+        solver.check()
+        solver.primal_infeasible(torch.zeros(1, dtype=torch.int64))
+        solver.dual_infeasible(torch.zeros(1, dtype=torch.int64))
+        BatchedADMM(qp, ADMMSettings(backend="numba")).solve(OSQPAdaptiveRho())
