@@ -30,14 +30,19 @@ MATCHED = {
 test, adaptive ρ every 50 iterations (osqp's own default without profiling, made explicit)."""
 
 
+BACKENDS = ("numba", "torch")
+"""Both implementations of the iteration run every test that solves (``ADMMSettings.backend``)."""
+
+
 def draw(name, batch_size=8, seed=0):
     return make_qp_family(name, **SMALL_SIZES[name]).sample(batch_size, torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", sorted(SMALL_SIZES))
-def test_adaptive_rule_matches_osqp_iterations_and_solutions(name):
+def test_adaptive_rule_matches_osqp_iterations_and_solutions(name, backend):
     qp = draw(name)
-    solver = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
+    solver = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS, backend=backend)).solve(OSQPAdaptiveRho())
     osqp = osqp_solve(qp, **MATCHED)
     reference = reference_solutions(qp)
     solved = solver.status == Status.SOLVED
@@ -57,18 +62,19 @@ def test_adaptive_rule_matches_osqp_iterations_and_solutions(name):
     assert (residuals.primal == 0).all()  # every problem frozen: nothing measured
 
 
-def test_fixed_rho_factors_once_and_adaptive_refactors_only_on_change():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fixed_rho_factors_once_and_adaptive_refactors_only_on_change(backend):
     qp = draw("portfolio")
-    fixed = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS, max_iter=20000)).solve(FixedRho())
+    fixed = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS, max_iter=20000, backend=backend)).solve(FixedRho())
     assert (fixed.factorizations == 1).all() and (fixed.status == Status.SOLVED).all()
     osqp_fixed = osqp_solve(qp, **(MATCHED | {"adaptive_rho": 0, "max_iter": 20000}))
     assert int((fixed.iterations == osqp_fixed.iterations).sum()) >= 7
     assert torch.allclose(fixed.x, reference_solutions(qp).x, atol=1e-4)
-    adaptive = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
+    adaptive = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS, backend=backend)).solve(OSQPAdaptiveRho())
     assert (adaptive.factorizations >= 2).any()
     assert adaptive.iterations.double().mean() < fixed.iterations.double().mean()
 
-    solver = BatchedADMM(qp)
+    solver = BatchedADMM(qp, ADMMSettings(backend=backend))
     solver.set_rho(solver.rho.clone())
     assert (solver.factorizations == 1).all()
     changed = solver.rho.clone()
@@ -97,18 +103,20 @@ def test_rho_vector_follows_osqp_constraint_types():
     assert torch.allclose(rho_vector(torch.tensor([1e9]), solver.types), torch.tensor([[1e-6, 1e9, 1e6, 1e6]]))
 
 
-def test_solved_problems_freeze_while_the_others_run():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_solved_problems_freeze_while_the_others_run(backend):
     qp = draw("lasso")
-    solver = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
+    solver = BatchedADMM(qp, ADMMSettings(eps_abs=EPS, eps_rel=EPS, backend=backend)).solve(OSQPAdaptiveRho())
     assert len(set(solver.iterations.tolist())) > 1
     x, iterations = solver.x.clone(), solver.iterations.clone()
     solver.iterate(30)
     assert torch.equal(solver.x, x) and torch.equal(solver.iterations, iterations)
 
 
-def test_rho_estimate_is_the_issue_formula():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rho_estimate_is_the_issue_formula(backend):
     qp = draw("lasso", batch_size=2)
-    solver = BatchedADMM(qp)
+    solver = BatchedADMM(qp, ADMMSettings(backend=backend))
     solver.iterate(10)
     r = solver.residuals()
     expected = 0.1 * torch.sqrt((r.primal / r.primal_scale) / (r.dual / r.dual_scale))
@@ -120,7 +128,8 @@ def tiny(*data):
     return QPBatch(*as_batch)
 
 
-def test_infeasibility_certificates_agree_with_osqp():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infeasibility_certificates_agree_with_osqp(backend):
     inf = math.inf
     # x ≥ 1 and x ≤ 0: primal infeasible
     primal = tiny([[1.0]], [0.0], [[1.0], [1.0]], [1.0, -inf], [inf, 0.0])
@@ -130,16 +139,18 @@ def test_infeasibility_certificates_agree_with_osqp():
         (primal, Status.PRIMAL_INFEASIBLE, "primal infeasible"),
         (dual, Status.DUAL_INFEASIBLE, "dual infeasible"),
     ):
-        solver = BatchedADMM(qp).solve(OSQPAdaptiveRho())
+        solver = BatchedADMM(qp, ADMMSettings(backend=backend)).solve(OSQPAdaptiveRho())
         assert solver.status.tolist() == [status]
         assert osqp_solve(qp, **MATCHED).status == [name]
-        off = BatchedADMM(qp, ADMMSettings(detect_infeasibility=False, max_iter=100)).solve(OSQPAdaptiveRho())
+        settings = ADMMSettings(detect_infeasibility=False, max_iter=100, backend=backend)
+        off = BatchedADMM(qp, settings).solve(OSQPAdaptiveRho())
         assert off.status.tolist() == [Status.MAX_ITER_REACHED] and off.iterations.tolist() == [100]
 
 
-def test_check_every_iteration_and_warm_start():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_check_every_iteration_and_warm_start(backend):
     qp = draw("control", batch_size=4)
-    settings = ADMMSettings(eps_abs=EPS, eps_rel=EPS, check_termination=1)
+    settings = ADMMSettings(eps_abs=EPS, eps_rel=EPS, check_termination=1, backend=backend)
     solver = BatchedADMM(qp, settings).solve(OSQPAdaptiveRho())
     osqp = osqp_solve(qp, **(MATCHED | {"check_termination": 1}))
     assert solver.iterations.tolist() == osqp.iterations.tolist()
@@ -149,17 +160,93 @@ def test_check_every_iteration_and_warm_start():
     assert (warm.status == Status.SOLVED).all() and (warm.iterations < solver.iterations).all()
 
 
-@pytest.mark.parametrize("bad", [{"rho": 0.0}, {"alpha": 2.0}, {"max_iter": 0}, {"check_termination": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"rho": 0.0}, {"alpha": 2.0}, {"max_iter": 0}, {"check_termination": 0}, {"threads": 0}, {"backend": "gpu"}]
+)
 def test_settings_refuse_out_of_range_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ADMMSettings(**bad)
 
 
-def test_without_solve_refinement_and_in_float32_the_answers_stay_within_tolerance():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_solve_refinement_and_in_float32_the_answers_stay_within_tolerance(backend):
     qp = draw("huber")
     f_star = qp.objective(reference_solutions(qp).x)
     for dtype, refine in ((torch.float64, False), (torch.float32, True), (torch.float32, False)):
-        solver = BatchedADMM(qp.to(dtype=dtype), ADMMSettings(refine_solve=refine)).solve(OSQPAdaptiveRho())
+        settings = ADMMSettings(refine_solve=refine, backend=backend)
+        solver = BatchedADMM(qp.to(dtype=dtype), settings).solve(OSQPAdaptiveRho())
         assert (solver.status == Status.SOLVED).all() and solver.x.dtype == dtype
         f = qp.objective(solver.x.double())
         assert bool(((f - f_star).abs() <= 2e-2 * (1 + f_star.abs())).all())
+
+
+class StepByStep(OSQPAdaptiveRho):
+    """OSQP's rule through the generic loop of :meth:`BatchedADMM.solve` (iterate, check, update from Python), which
+    the numba backend otherwise replaces by one compiled call."""
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_SIZES))
+def test_numba_and_torch_backends_and_the_fused_and_stepwise_loops_agree(name):
+    qp = draw(name)
+    settings = {"eps_abs": EPS, "eps_rel": EPS}
+    fused = BatchedADMM(qp, ADMMSettings(backend="numba", **settings)).solve(OSQPAdaptiveRho())
+    stepwise = BatchedADMM(qp, ADMMSettings(backend="numba", **settings)).solve(StepByStep())
+    tensors = BatchedADMM(qp, ADMMSettings(backend="torch", **settings)).solve(OSQPAdaptiveRho())
+    for other in (stepwise, tensors):
+        assert torch.equal(fused.status, other.status)
+        # same iteration counts on (almost) every problem: round-off differs between the two implementations
+        assert int((fused.iterations == other.iterations).sum()) >= 7
+        same = fused.iterations == other.iterations
+        assert torch.allclose(fused.x[same], other.x[same], rtol=1e-6, atol=1e-9)
+    # the fused loop and the step API run the same kernels per problem; only the ρ estimate is computed apart
+    # (compiled with fast-math reciprocals there, by torch here), so the iterates agree to round-off
+    assert torch.equal(fused.iterations, stepwise.iterations)
+    assert torch.equal(fused.factorizations, stepwise.factorizations)
+    solved = fused.status == Status.SOLVED  # (one Random QP runs its 4000 iterations unsolved; round-off grows)
+    assert torch.allclose(fused.x[solved], stepwise.x[solved], rtol=1e-7, atol=1e-8)
+    assert torch.allclose(fused.rho_scalar[solved], stepwise.rho_scalar[solved], rtol=1e-4)
+
+
+def test_threads_spread_problems_without_changing_results():
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba sees one core (NUMBA_NUM_THREADS = 1): nothing to spread over")
+    qp = draw("random_qp", batch_size=16)
+    one, two = (
+        BatchedADMM(qp, ADMMSettings(threads=threads, eps_abs=EPS, eps_rel=EPS)).solve(OSQPAdaptiveRho())
+        for threads in (1, 2)
+    )
+    assert torch.equal(one.x, two.x) and torch.equal(one.iterations, two.iterations)
+    with pytest.raises(ValueError, match="threads"):
+        BatchedADMM(qp, ADMMSettings(threads=numba.config.NUMBA_NUM_THREADS + 1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_replaced_problems_start_afresh(backend):
+    qp, new = draw("svm", batch_size=4), draw("svm", batch_size=2, seed=1)
+    settings = ADMMSettings(eps_abs=EPS, eps_rel=EPS, backend=backend)
+    solver = BatchedADMM(qp, settings).solve(OSQPAdaptiveRho())
+    which = torch.tensor([False, True, False, True])
+    solver.replace(which, new)
+    assert solver.running.tolist() == [False, True, False, True] and solver.iterations[which].eq(0).all()
+    solver.solve(OSQPAdaptiveRho())
+    fresh = BatchedADMM(new, settings).solve(OSQPAdaptiveRho())
+    assert solver.iterations[which].tolist() == fresh.iterations.tolist()
+    assert torch.allclose(solver.x[which], fresh.x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_matrix_that_is_not_positive_definite_is_refused(backend):
+    indefinite = tiny([[-1.0]], [0.0], [[1.0]], [0.0], [1.0])
+    with pytest.raises(torch.linalg.LinAlgError):
+        BatchedADMM(indefinite, ADMMSettings(backend=backend))
+
+
+def test_the_numba_backend_refuses_a_gpu_batch():
+    from amorctl.solvers.admm import resolve_backend
+
+    assert resolve_backend("auto", torch.device("cpu")) == "numba"
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ValueError, match="numba backend runs on the CPU"):
+        resolve_backend("numba", torch.device("cuda"))
