@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the batched solver without its solve refinement step (ADMMSettings.refine_solve)")
     p.add_argument("--backend", choices=["auto", "numba", "torch"], default="auto",
                    help="the batched solver's backend (ADMMSettings.backend; auto: numba on the CPU)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of the numba backend (ADMMSettings.threads; osqp's loop always runs on one)")
 
     args = parser.parse_args(argv)
     try:
@@ -210,10 +212,12 @@ def _run_section(args: argparse.Namespace) -> str:
     if args.section == "admm-throughput":
         from amorctl.benchmarking.admm import DEFAULT_FAMILIES, admm_throughput
 
-        if min(args.sizes) < 1 or args.eps <= 0 or args.single_problems < 1:
-            raise AmorctlError("admm-throughput needs --sizes >= 1, --eps > 0 and --single-problems >= 1")
+        if min(args.sizes) < 1 or args.eps <= 0 or args.single_problems < 1 or args.threads < 1:
+            raise AmorctlError(
+                "admm-throughput needs --sizes >= 1, --eps > 0, --single-problems >= 1 and --threads >= 1"
+            )
         return admm_throughput(args.families or DEFAULT_FAMILIES, args.sizes, args.eps, args.single_problems,
-                               args.dtype, not args.no_refine, args.backend)
+                               args.dtype, not args.no_refine, args.backend, args.threads)
 
     if args.section == "iterate-throughput":
         from amorctl.benchmarking.iterate import iterate_throughput

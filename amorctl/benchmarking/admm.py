@@ -79,11 +79,13 @@ def admm_throughput(
     dtype: str = "float64",
     refine_solve: bool = True,
     backend: str = "auto",
+    threads: int = 1,
 ) -> str:
     """A Markdown report: per family, QPs/s of osqp's loop and of the batched ADMM at each N in ``sizes``.
 
     osqp solves max(sizes) problems; at N = 1 the batched solver solves the first ``single_problems`` one by one.
-    ``refine_solve`` and ``backend`` are :class:`~amorctl.solvers.ADMMSettings`'s.
+    ``refine_solve``, ``backend`` and ``threads`` are :class:`~amorctl.solvers.ADMMSettings`'s (osqp runs on one
+    thread whatever ``threads`` is; torch's own threads stay at one).
     ``dtype`` is the batched solver's (osqp always computes in float64; the problems are drawn in float64 and
     cast). A line per family after the table says on how many of the first 64 problems the two solvers' iteration
     counts are identical.
@@ -93,11 +95,18 @@ def admm_throughput(
     from amorctl.problems.qp import QP_FAMILIES, osqp_solve, reference_solutions
     from amorctl.problems.qp.reference import problem_data
     from amorctl.solvers import ADMMSettings, BatchedADMM, OSQPAdaptiveRho, Status
+    from amorctl.solvers.admm import check_threads
 
     if dtype not in ("float32", "float64"):
         raise AmorctlError(f"--dtype must be float32 or float64, got {dtype!r}")
     one_thread()
-    settings = ADMMSettings(eps_abs=eps, eps_rel=eps, refine_solve=refine_solve, backend=backend)
+    try:
+        settings = ADMMSettings(
+            eps_abs=eps, eps_rel=eps, refine_solve=refine_solve, backend=backend, threads=threads
+        )
+        check_threads(threads)
+    except ValueError as error:
+        raise AmorctlError(str(error)) from None
     rows, notes = [], []
     for spec in families:
         name, kwargs = parse_family(spec)
@@ -173,7 +182,7 @@ def admm_throughput(
     refinement = "on" if refine_solve else "off"
     return (
         f"### Batched ADMM throughput against osqp (ε_abs = ε_rel = {eps:g}, batched in {dtype}, "
-        f"solve refinement {refinement}, {backend} backend, CPU)\n\n"
+        f"solve refinement {refinement}, {backend} backend, {threads} thread(s), CPU)\n\n"
         f"{markdown_table(header, rows)}\n\n"
         + "\n".join(notes)
         + f"\n\nCommand: `{command_line()}`\n\nMachine: {machine_info()}\n"

@@ -184,6 +184,17 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def check_threads(threads: int) -> None:
+    """Raise ``ValueError`` if the numba backend cannot run on ``threads`` threads (``ADMMSettings.threads``)."""
+    import numba
+
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(
+            f"ADMMSettings: threads={threads}, but numba runs at most {numba.config.NUMBA_NUM_THREADS} "
+            "(NUMBA_NUM_THREADS, the core count by default)"
+        )
+
+
 def _raise_if_indefinite(index: torch.Tensor, failed: np.ndarray) -> None:
     """The error of a factorization that met a matrix that is not positive definite (``failed`` by position)."""
     if failed.any():
@@ -243,15 +254,9 @@ class BatchedADMM:
         self._inverse = torch.empty(N, n, n, **like)
         self._kkt = torch.empty(N, n, n, **like) if self.settings.refine_solve else None
         if self.backend == "numba":
-            import numba
-
             from amorctl.solvers import admm_kernels
 
-            if self.settings.threads > numba.config.NUMBA_NUM_THREADS:
-                raise ValueError(
-                    f"ADMMSettings: threads={self.settings.threads}, but numba runs at most "
-                    f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS, the core count by default)"
-                )
+            check_threads(self.settings.threads)
             self._kernels = admm_kernels
             s = self.settings
             constants = [s.alpha, s.sigma, 0, 1, s.eps_prim_inf, s.eps_dual_inf, 0, s.eps_abs, s.eps_rel]

@@ -38,6 +38,12 @@ def test_admm_throughput_prints_osqp_and_every_batch_size(capsys):
     assert "identical iteration counts on 3 of the first 3 problems" in out
     assert benchmark.main(["admm-throughput", "--families", "eq_qp:n=x"]) == 2
     assert "must be a number" in capsys.readouterr().err
+    # the torch backend, and the numba backend on more threads than numba has: one sentence, exit 2
+    tiny = ["admm-throughput", "--families", "eq_qp:n=4", "--sizes", "3", "--single-problems", "1"]
+    assert benchmark.main([*tiny, "--backend", "torch"]) == 0
+    assert "torch backend, 1 thread(s)" in capsys.readouterr().out
+    assert benchmark.main([*tiny, "--threads", "4096"]) == 2
+    assert "threads=4096" in capsys.readouterr().err
 
 
 def test_family_specs_parse_numbers():
