@@ -27,10 +27,10 @@ infinite get ρ_min = 1e-6, equality rows (u − l < 1e-4) get 10³·ρ, inequal
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -297,11 +297,8 @@ class BatchedADMM:
         if self.backend == "numba":
             qp = self.qp
             failed = np.zeros(index.numel(), dtype=bool)
-            with self._threads():
-                self._kernels.factor(
-                    index.numpy(), qp.P.numpy(), self._At.numpy(), self.rho.numpy(), self._constants,
-                    *self._factors(), failed,
-                )  # fmt: skip
+            arrays = (qp.P.numpy(), self._At.numpy(), self.rho.numpy(), self._constants, *self._factors())
+            self._kernel("factor")(index.numpy(), *arrays, failed)
             _raise_if_indefinite(index, failed)
             return
         A, rho = self.qp.A[index], self.rho[index]
@@ -368,11 +365,10 @@ class BatchedADMM:
             kkt, inverse = self._factors()
             arrays = (qp.q, self._At, qp.lower, qp.upper, self.rho, self.x, self.z, self.y)
             q, At, lower, upper, rho, x, z, y = (t.numpy() for t in arrays)
-            with self._threads():
-                self._kernels.iterate(
-                    index.numpy(), q, At, inverse, kkt, rho, lower, upper,
-                    x, z, y, self.delta_x.numpy(), self.delta_y.numpy(), count, self._constants,
-                )  # fmt: skip
+            self._kernel("iterate")(
+                index.numpy(), q, At, inverse, kkt, rho, lower, upper,
+                x, z, y, self.delta_x.numpy(), self.delta_y.numpy(), count, self._constants,
+            )  # fmt: skip
             self.iterations[index] += count
             return
         every = index.numel() == qp.num_problems
@@ -518,17 +514,28 @@ class BatchedADMM:
         self.status[self.running] = Status.MAX_ITER_REACHED
         return self
 
-    @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        """(numba backend) Run the enclosed kernels on ``settings.threads`` of numba's threads."""
+    def _kernel(self, name: str) -> Callable[..., object]:
+        """(numba backend) The batch kernel ``name`` (``factor``, ``iterate``, ``solve``): serial for one thread, else
+        its ``*_threads`` twin on ``settings.threads`` of numba's threads (numba's ``workqueue`` layer unless
+        ``NUMBA_THREADING_LAYER`` names one: see :data:`amorctl.solvers.admm_kernels._parallel`)."""
+        threads = self.settings.threads
+        if threads == 1:
+            return getattr(self._kernels, name)
         import numba
 
-        previous = numba.get_num_threads()
-        numba.set_num_threads(self.settings.threads)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(previous)
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = "workqueue"
+        threaded = getattr(self._kernels, f"{name}_threads")
+
+        def call(*args: object) -> object:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                return threaded(*args)
+            finally:
+                numba.set_num_threads(previous)
+
+        return call
 
     def _factors(self) -> tuple[np.ndarray, np.ndarray]:
         """(numba backend) The matrices K (``(N, 0, 0)`` without refinement) and K⁻¹ as arrays for the kernels."""
@@ -558,12 +565,11 @@ class BatchedADMM:
             [settings.max_iter, settings.check_termination, settings.detect_infeasibility, interval], dtype=np.int64
         )
         failed = np.zeros(index.numel(), dtype=bool)
-        with self._threads():
-            self._kernels.solve(
-                index.numpy(), qp.P.numpy(), qp.q.numpy(), self._At.numpy(), *reversed(self._factors()),
-                self.rho.numpy(), self.rho_scalar.numpy(), self.types.numpy(), qp.lower.numpy(), qp.upper.numpy(),
-                self.x.numpy(), self.z.numpy(), self.y.numpy(), self.delta_x.numpy(), self.delta_y.numpy(),
-                self.iterations.numpy(), self.status.numpy(), self.factorizations.numpy(), constants, options, failed,
-            )  # fmt: skip
+        self._kernel("solve")(
+            index.numpy(), qp.P.numpy(), qp.q.numpy(), self._At.numpy(), *reversed(self._factors()),
+            self.rho.numpy(), self.rho_scalar.numpy(), self.types.numpy(), qp.lower.numpy(), qp.upper.numpy(),
+            self.x.numpy(), self.z.numpy(), self.y.numpy(), self.delta_x.numpy(), self.delta_y.numpy(),
+            self.iterations.numpy(), self.status.numpy(), self.factorizations.numpy(), constants, options, failed,
+        )  # fmt: skip
         _raise_if_indefinite(index, failed)
         return True

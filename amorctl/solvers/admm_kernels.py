@@ -30,9 +30,11 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 _jit = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True, error_model="numpy")
 _parallel = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True, error_model="numpy", parallel=True)
-"""The batch kernels that carry the work spread their problems over numba's threads (``numba.set_num_threads``;
-:class:`~amorctl.solvers.BatchedADMM` sets ``ADMMSettings.threads``); problems are independent, so the results do
-not depend on the thread count."""
+"""The ``*_threads`` twins of the batch kernels that carry the work spread their problems over numba's threads
+(``ADMMSettings.threads`` > 1); problems are independent, so the results do not depend on the thread count. The
+serial kernels never start numba's thread pool: its OpenMP layer, once started, made torch's own CPU work in the
+same process 3× slower (measured: a 64-64 MLP's forward and backward, 28 → 93 ms), so :class:`BatchedADMM` selects
+numba's ``workqueue`` layer before the first threaded call unless ``NUMBA_THREADING_LAYER`` says otherwise."""
 
 _UNSOLVED, _SOLVED, _PRIMAL_INFEASIBLE, _DUAL_INFEASIBLE, _MAX_ITER = (
     int(Status.UNSOLVED),
@@ -246,23 +248,49 @@ def _dual_certificate(b, P, q, At, lower, upper, delta_x, zero, eps, a_dx):
 
 
 # --------------------------------------------------------------------------------------------- batch kernels
-@_parallel
+@_jit
+def _factor_new(b, P, At, rho, sigma, kkt, inverse):
+    """:func:`_factor_one` with its own scratch arrays."""
+    n, m = At.shape[1], At.shape[2]
+    scratch = np.empty(max(m, 1), dtype=At.dtype)
+    cholesky, lower_inverse = np.empty((n, n), dtype=At.dtype), np.empty((n, n), dtype=At.dtype)
+    return _factor_one(b, P, At, rho, sigma, kkt, inverse, scratch, cholesky, lower_inverse)
+
+
+@_jit
 def factor(index, P, At, rho, constants, kkt, inverse, failed):
     """Factor and invert (in place) for the problems in ``index``; ``failed[k]`` says whether problem ``index[k]``'s
     matrix is not positive definite."""
-    n, m = At.shape[1], At.shape[2]
-    for k in numba.prange(index.shape[0]):
-        scratch = np.empty(max(m, 1), dtype=At.dtype)
-        cholesky, lower_inverse = np.empty((n, n), dtype=At.dtype), np.empty((n, n), dtype=At.dtype)
-        failed[k] = not _factor_one(index[k], P, At, rho, constants[1], kkt, inverse, scratch, cholesky, lower_inverse)
+    for k in range(index.shape[0]):
+        failed[k] = not _factor_new(index[k], P, At, rho, constants[1], kkt, inverse)
 
 
 @_parallel
+def factor_threads(index, P, At, rho, constants, kkt, inverse, failed):
+    """:func:`factor` on numba's threads."""
+    for k in numba.prange(index.shape[0]):
+        failed[k] = not _factor_new(index[k], P, At, rho, constants[1], kkt, inverse)
+
+
+@_jit
+def _iterate_new(b, count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants):
+    """:func:`_run` with its own work arrays."""
+    work = np.empty((6, max(x.shape[1], z.shape[1], 1)), dtype=x.dtype)
+    _run(b, count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants, work)
+
+
+@_jit
 def iterate(index, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, count, constants):
     """``count`` ADMM iterations of each problem in ``index`` (x, z, y in place; δx, δy of the last iteration)."""
+    for k in range(index.shape[0]):
+        _iterate_new(index[k], count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants)
+
+
+@_parallel
+def iterate_threads(index, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, count, constants):
+    """:func:`iterate` on numba's threads."""
     for k in numba.prange(index.shape[0]):
-        work = np.empty((6, max(x.shape[1], z.shape[1], 1)), dtype=x.dtype)
-        _run(index[k], count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants, work)
+        _iterate_new(index[k], count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants)
 
 
 @_jit
@@ -290,15 +318,15 @@ def dual_infeasible(index, P, q, At, lower, upper, delta_x, constants, out):
         out[k] = _dual_certificate(index[k], P, q, At, lower, upper, delta_x, constants[2], constants[5], a_dx)
 
 
-@_parallel
-def solve(index, P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper, x, z, y, delta_x, delta_y,
-          iterations, status, factorizations, constants, options, failed):  # fmt: skip
-    """OSQP's loop (``osqp_solve``) for each problem in ``index`` until it terminates or reaches ``max_iter``: the
-    schedule of :meth:`BatchedADMM.solve` with :class:`FixedRho` (``interval`` 0) or :class:`OSQPAdaptiveRho`.
+@_jit
+def _solve_one(b, P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper, x, z, y, delta_x, delta_y,
+               iterations, status, factorizations, constants, options):  # fmt: skip
+    """OSQP's loop (``osqp_solve``) for problem b until it terminates or reaches ``max_iter``: the schedule of
+    :meth:`BatchedADMM.solve` with :class:`FixedRho` (``interval`` 0) or :class:`OSQPAdaptiveRho`.
 
     ``options`` (int64) = (max_iter, check_termination, detect_infeasibility, adaptive-ρ interval or 0); the
-    adaptive rule's tolerance is ``constants[6]``. ``failed[k]`` says whether problem ``index[k]``'s matrix stopped
-    being positive definite after a ρ change (that problem stops there).
+    adaptive rule's tolerance is ``constants[6]``. Returns False if the matrix stopped being positive definite after
+    a ρ change (the problem stops there).
     """
     max_iter, check_every, detect, interval = options[0], options[1], options[2] != 0, options[3]
     n, m = x.shape[1], z.shape[1]
@@ -309,50 +337,69 @@ def solve(index, P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper, x
         while c:
             a, c = c, a % c
         every = a
-    for k in numba.prange(index.shape[0]):
-        work = np.empty((6, max(n, m, 1)), dtype=x.dtype)
-        scratch = np.empty(max(m, 1), dtype=x.dtype)
-        cholesky, lower_inverse = np.empty((n, n), dtype=x.dtype), np.empty((n, n), dtype=x.dtype)
-        b = index[k]
-        done = iterations[b]
-        while status[b] == _UNSOLVED and done < max_iter and not failed[k]:
-            count = min(every - done % every, max_iter - done)
-            _run(b, count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants, work)
-            done += count
-            measured = False
-            primal, dual, primal_scale, dual_scale = zero, zero, zero, zero
-            if done % check_every == 0 or done == max_iter:
+    work = np.empty((6, max(n, m, 1)), dtype=x.dtype)
+    scratch = np.empty(max(m, 1), dtype=x.dtype)
+    cholesky, lower_inverse = np.empty((n, n), dtype=x.dtype), np.empty((n, n), dtype=x.dtype)
+    done = iterations[b]
+    definite = True
+    while status[b] == _UNSOLVED and done < max_iter and definite:
+        count = min(every - done % every, max_iter - done)
+        _run(b, count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, delta_y, constants, work)
+        done += count
+        measured = False
+        primal, dual, primal_scale, dual_scale = zero, zero, zero, zero
+        if done % check_every == 0 or done == max_iter:
+            primal, dual, primal_scale, dual_scale = _measure(b, P, q, At, x, z, y, zero, work[4])
+            measured = True
+            if primal <= eps_abs + eps_rel * primal_scale and dual <= eps_abs + eps_rel * dual_scale:
+                status[b] = _SOLVED
+            elif detect and _primal_certificate(b, At, lower, upper, delta_y, zero, constants[4], work[4]):
+                status[b] = _PRIMAL_INFEASIBLE
+            elif detect and _dual_certificate(b, P, q, At, lower, upper, delta_x, zero, constants[5], work[4]):
+                status[b] = _DUAL_INFEASIBLE
+        if interval > 0 and done % interval == 0 and status[b] == _UNSOLVED:
+            if not measured:
                 primal, dual, primal_scale, dual_scale = _measure(b, P, q, At, x, z, y, zero, work[4])
-                measured = True
-                if primal <= eps_abs + eps_rel * primal_scale and dual <= eps_abs + eps_rel * dual_scale:
-                    status[b] = _SOLVED
-                elif detect and _primal_certificate(b, At, lower, upper, delta_y, zero, constants[4], work[4]):
-                    status[b] = _PRIMAL_INFEASIBLE
-                elif detect and _dual_certificate(b, P, q, At, lower, upper, delta_x, zero, constants[5], work[4]):
-                    status[b] = _DUAL_INFEASIBLE
-            if interval > 0 and done % interval == 0 and status[b] == _UNSOLVED:
-                if not measured:
-                    primal, dual, primal_scale, dual_scale = _measure(b, P, q, At, x, z, y, zero, work[4])
-                current = rho_scalar[b]
-                ratio = (primal / (primal_scale + DIVISION_TOL)) / (dual / (dual_scale + DIVISION_TOL) + DIVISION_TOL)
-                estimate = min(max(current * np.sqrt(ratio), RHO_MIN), RHO_MAX)
-                if estimate > current * tolerance or estimate < current / tolerance:
-                    rho_scalar[b] = estimate
-                    changed = False
-                    for i in range(m):
-                        new = RHO_MIN if types[b, i] == _LOOSE else estimate
-                        if types[b, i] == _EQUALITY:
-                            new = RHO_EQ_OVER_RHO_INEQ * estimate
-                        changed = changed or new != rho[b, i]
-                        rho[b, i] = new
-                    if changed:
-                        factorizations[b] += 1
-                        failed[k] = not _factor_one(
-                            b, P, At, rho, constants[1], kkt, inverse, scratch, cholesky, lower_inverse
-                        )
-        iterations[b] = done
-        if status[b] == _UNSOLVED and not failed[k]:
-            status[b] = _MAX_ITER
+            current = rho_scalar[b]
+            ratio = (primal / (primal_scale + DIVISION_TOL)) / (dual / (dual_scale + DIVISION_TOL) + DIVISION_TOL)
+            estimate = min(max(current * np.sqrt(ratio), RHO_MIN), RHO_MAX)
+            if estimate > current * tolerance or estimate < current / tolerance:
+                rho_scalar[b] = estimate
+                changed = False
+                for i in range(m):
+                    new = RHO_MIN if types[b, i] == _LOOSE else estimate
+                    if types[b, i] == _EQUALITY:
+                        new = RHO_EQ_OVER_RHO_INEQ * estimate
+                    changed = changed or new != rho[b, i]
+                    rho[b, i] = new
+                if changed:
+                    factorizations[b] += 1
+                    definite = _factor_one(b, P, At, rho, constants[1], kkt, inverse, scratch, cholesky, lower_inverse)
+    iterations[b] = done
+    if status[b] == _UNSOLVED and definite:
+        status[b] = _MAX_ITER
+    return definite
+
+
+@_jit
+def solve(index, P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper, x, z, y, delta_x, delta_y,
+          iterations, status, factorizations, constants, options, failed):  # fmt: skip
+    """:func:`_solve_one` for each problem in ``index``; ``failed[k]`` says whether problem ``index[k]``'s matrix
+    stopped being positive definite."""
+    for k in range(index.shape[0]):
+        failed[k] = not _solve_one(index[k], P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper,
+                                   x, z, y, delta_x, delta_y, iterations, status, factorizations, constants,
+                                   options)  # fmt: skip
+
+
+@_parallel
+def solve_threads(index, P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper, x, z, y, delta_x, delta_y,
+                  iterations, status, factorizations, constants, options, failed):  # fmt: skip
+    """:func:`solve` on numba's threads."""
+    for k in numba.prange(index.shape[0]):
+        failed[k] = not _solve_one(index[k], P, q, At, inverse, kkt, rho, rho_scalar, types, lower, upper,
+                                   x, z, y, delta_x, delta_y, iterations, status, factorizations, constants,
+                                   options)  # fmt: skip
 
 
 def compile_kernels() -> None:
@@ -375,3 +422,7 @@ def compile_kernels() -> None:
         solver.primal_infeasible(torch.zeros(1, dtype=torch.int64))
         solver.dual_infeasible(torch.zeros(1, dtype=torch.int64))
         BatchedADMM(qp, ADMMSettings(backend="numba")).solve(OSQPAdaptiveRho())
+        if numba.config.NUMBA_NUM_THREADS > 1:  # the *_threads twins
+            threaded = BatchedADMM(qp, ADMMSettings(backend="numba", threads=2))
+            threaded.iterate(1)
+            threaded.solve(OSQPAdaptiveRho())
