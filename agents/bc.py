@@ -8,7 +8,10 @@ probability β_r = beta_decay^r and by the learner otherwise, every visited stat
 expert, and the policy is trained on the aggregated data set of all rounds.
 
 Experts are the registry entries of :mod:`amorctl.agents.experts` (``expert.kind``: a trained run, the
-Barzilai–Borwein step size, the pendulum MPC controller).
+Barzilai–Borwein step size or, in ``update`` mode, its gradient step as coordinate updates, the pendulum MPC
+controller). The policy is a flat network or a per-row one (``policy: rowwise | rowwise_odd``, as TD3's), e.g.
+the coordinatewise learned optimizer of ``configs/dagger_opt_quadratic_rowwise.yaml``, DAgger-trained from
+Barzilai–Borwein's update on an :class:`~amorctl.envs.IterateEnv` with ``observation_layout="rows"``.
 """
 
 from __future__ import annotations

@@ -19,18 +19,46 @@ from amorctl.problems import make_problem
 from amorctl.run.cli import evaluate_main, train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-ROWWISE = ["--no-progress", "--config", str(CONFIGS / "dagger_opt_quadratic_rowwise.yaml"), f"device={TEST_DEVICE}",
-           "name=tiny_rows", "env.num_envs=8", "env.problem.dim=4", "env.iterate.max_iterations=8",
-           "bc.hidden_sizes=[16]", "bc.round_steps=320", "train.total_steps=1280", "train.log_every=320",
-           "train.eval_every=640", "train.eval_episodes=8", "train.eval_envs=8", "train.checkpoint_every=640",
-           "bc.gradient_steps=8", "bc.batch_size=128", "bc.learning_rate=3e-3", "bc.final_learning_rate=1e-4"]
+ROWWISE = [
+    "--no-progress",
+    "--config",
+    str(CONFIGS / "dagger_opt_quadratic_rowwise.yaml"),
+    f"device={TEST_DEVICE}",
+    "name=tiny_rows",
+    "env.num_envs=8",
+    "env.problem.dim=4",
+    "env.iterate.max_iterations=8",
+    "bc.hidden_sizes=[16]",
+    "bc.round_steps=320",
+    "train.total_steps=1280",
+    "train.log_every=320",
+    "train.eval_every=640",
+    "train.eval_episodes=8",
+    "train.eval_envs=8",
+    "train.checkpoint_every=640",
+    "bc.gradient_steps=8",
+    "bc.batch_size=128",
+    "bc.learning_rate=3e-3",
+    "bc.final_learning_rate=1e-4",
+]
 """A DAgger run of the shipped per-row config on 4-d quadratics, 8 iterations, 1280 labels (a few seconds)."""
 
 
 def coordinatewise_env(dim: int = 6, num_envs: int = 4) -> IterateEnv:
-    return IterateEnv(make_problem(name="quadratic", dim=dim), num_envs, action="update", observation_layout="rows",
-                      update_scaling="gradient", action_scale=2.0, history=1, secant_features=True,
-                      secant_update=True, omit_blocks=("iterate",), max_iterations=8, device=TEST_DEVICE)
+    return IterateEnv(
+        make_problem(name="quadratic", dim=dim),
+        num_envs,
+        action="update",
+        observation_layout="rows",
+        update_scaling="gradient",
+        action_scale=2.0,
+        history=1,
+        secant_features=True,
+        secant_update=True,
+        omit_blocks=("iterate",),
+        max_iterations=8,
+        device=TEST_DEVICE,
+    )
 
 
 def bb2_expert():
@@ -50,8 +78,17 @@ def relative_action_error(policy, expert, env: IterateEnv, steps: int = 6) -> fl
 @pytest.mark.parametrize("policy", ["rowwise", "rowwise_odd"])
 def test_a_per_row_clone_trains_and_stays_permutation_equivariant(policy):
     env = coordinatewise_env()
-    learner = BehaviouralCloning(env, bb2_expert(), None, hidden_sizes=(16,), policy=policy, batch_size=32,
-                                 loss="relative", round_steps=16, beta_decay=0.5)
+    learner = BehaviouralCloning(
+        env,
+        bb2_expert(),
+        None,
+        hidden_sizes=(16,),
+        policy=policy,
+        batch_size=32,
+        loss="relative",
+        round_steps=16,
+        beta_decay=0.5,
+    )
     assert isinstance(learner.actor, RowwiseActor) and learner.actor.odd == (policy == "rowwise_odd")
     before = [p.detach().clone() for p in learner.actor.parameters()]
     learner.advance(32)
@@ -73,8 +110,17 @@ def test_a_per_row_clone_trains_and_stays_permutation_equivariant(policy):
 
 def test_the_relative_loss_weighs_each_state_by_its_expert_action():
     env = coordinatewise_env(dim=2, num_envs=2)
-    learner = BehaviouralCloning(env, bb2_expert(), None, hidden_sizes=(4,), policy="rowwise", batch_size=2,
-                                 loss="relative", relative_floor=0.5, learning_rate=1e-12)
+    learner = BehaviouralCloning(
+        env,
+        bb2_expert(),
+        None,
+        hidden_sizes=(4,),
+        policy="rowwise",
+        batch_size=2,
+        loss="relative",
+        relative_floor=0.5,
+        learning_rate=1e-12,
+    )
     obs = env.reset(seed=0)
     labels = torch.tensor([[0.1, 0.0], [0.6, -0.8]], device=learner.device)
     learner._store(obs, labels)
@@ -88,8 +134,14 @@ def test_the_relative_loss_weighs_each_state_by_its_expert_action():
 
 
 def test_a_per_row_policy_needs_an_environment_with_rows(tmp_path, capsys):
-    argv = ["--no-progress", "--config", str(CONFIGS / "dagger_opt_quadratic.yaml"), f"runs_dir={tmp_path / 'runs'}",
-            f"device={TEST_DEVICE}", "bc.policy=rowwise_odd"]
+    argv = [
+        "--no-progress",
+        "--config",
+        str(CONFIGS / "dagger_opt_quadratic.yaml"),
+        f"runs_dir={tmp_path / 'runs'}",
+        f"device={TEST_DEVICE}",
+        "bc.policy=rowwise_odd",
+    ]
     assert train_main(argv) == 2
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and "'bc.policy'" in message and "row layout" in message
@@ -103,8 +155,9 @@ def test_per_row_dagger_trains_resumes_evaluates_and_clones_the_expert(tmp_path,
     assert json.loads((run / "eval" / "metrics.json").read_text())["expert_queries"] == 1280
     loaded = load_run(run, overrides=[f"device={TEST_DEVICE}"])
     assert isinstance(loaded.learner.actor, RowwiseActor) and loaded.learner.actor.odd
-    env = IterateEnv(make_problem(**loaded.config.env.problem), 32, device=TEST_DEVICE,
-                     **dict(loaded.config.env.iterate))
+    env = IterateEnv(
+        make_problem(**loaded.config.env.problem), 32, device=TEST_DEVICE, **dict(loaded.config.env.iterate)
+    )
     untrained = build_bc(loaded.config, TEST_DEVICE, inference=True)
     trained_error = relative_action_error(loaded.policy, bb2_expert(), env)
     untrained_error = relative_action_error(untrained.policy(), bb2_expert(), env)
