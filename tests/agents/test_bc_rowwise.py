@@ -12,7 +12,7 @@ from device_under_test import TEST_DEVICE
 from amorctl import load_run
 from amorctl.agents import BehaviouralCloning
 from amorctl.agents.bc import build_bc
-from amorctl.agents.experts import BarzilaiBorweinConfig, make_barzilai_borwein
+from amorctl.agents.experts import BarzilaiBorweinConfig, make_barzilai_borwein, make_expert
 from amorctl.agents.networks import RowwiseActor
 from amorctl.envs import IterateEnv
 from amorctl.problems import make_problem
@@ -159,8 +159,9 @@ def test_per_row_dagger_trains_resumes_evaluates_and_clones_the_expert(tmp_path,
         make_problem(**loaded.config.env.problem), 32, device=TEST_DEVICE, **dict(loaded.config.env.iterate)
     )
     untrained = build_bc(loaded.config, TEST_DEVICE, inference=True)
-    trained_error = relative_action_error(loaded.policy, bb2_expert(), env)
-    untrained_error = relative_action_error(untrained.policy(), bb2_expert(), env)
+    expert = make_expert(loaded.config.expert, TEST_DEVICE)  # BB2's update with the config's first step
+    trained_error = relative_action_error(loaded.policy, expert, env)
+    untrained_error = relative_action_error(untrained.policy(), expert, env)
     loaded.learner.close()
     untrained.close()
     # the clone's updates are within 25 % of Barzilai–Borwein's; the untrained network's are not
