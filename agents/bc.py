@@ -8,7 +8,10 @@ probability β_r = beta_decay^r and by the learner otherwise, every visited stat
 expert, and the policy is trained on the aggregated data set of all rounds.
 
 Experts are the registry entries of :mod:`amorctl.agents.experts` (``expert.kind``: a trained run, the
-Barzilai–Borwein step size, the pendulum MPC controller).
+Barzilai–Borwein step size or, in ``update`` mode, its gradient step as coordinate updates, the pendulum MPC
+controller). The policy is a flat network or a per-row one (``policy: rowwise | rowwise_odd``, as TD3's), e.g.
+the coordinatewise learned optimizer of ``configs/dagger_opt_quadratic_rowwise.yaml``, DAgger-trained from
+Barzilai–Borwein's update on an :class:`~amorctl.envs.IterateEnv` with ``observation_layout="rows"``.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from pydantic import Field, model_validator
 
 from amorctl.agents.base import Learner, PeriodicEvaluation, optimizer_state_of, parameters_of, register_agent
 from amorctl.agents.experts import Expert, make_expert, validate_expert
-from amorctl.agents.networks import make_actor
+from amorctl.agents.networks import PolicyKind, build_actor
 from amorctl.agents.off_policy import OffPolicyTrainConfig
 from amorctl.envs import BatchedEnv
-from amorctl.envs.kinds import copy_memory, env_dims, make_env, validate_env_section
+from amorctl.envs.kinds import copy_memory, make_env, validate_env_section
 from amorctl.eval.rollouts import run_episodes
 from amorctl.losses import regression_loss
+from amorctl.run.errors import ConfigError
 from amorctl.schema import (
     NonNegativeInt,
     PositiveFloat,
@@ -51,6 +55,17 @@ class BehaviouralCloning(PeriodicEvaluation, Learner):
         expert: labels every visited state (each label is one expert query).
         eval_env: copies for deterministic evaluations of policy and expert (``None`` for inference).
         hidden_sizes: hidden widths of the policy (a ReLU MLP ending in tanh onto [-1, 1]).
+        policy: ``"mlp"`` (one network on the flat observation), ``"rowwise"`` (one small network applied to
+            every row of an environment with a :class:`~amorctl.envs.RowLayout`, e.g. a coordinatewise learned
+            optimizer) or ``"rowwise_odd"`` (the same, odd in the rows' features); see
+            :func:`~amorctl.agents.networks.build_actor`.
+        loss: ``"squared"``, the regression loss ‖πθ(s) − a*(s)‖² (eq. 2.9), or ``"relative"``, the same divided by
+            ‖a*(s)‖² + ``relative_floor``²: every state's error counts relative to the size of its expert
+            action. For an expert whose actions span orders of magnitude (a gradient step written as coordinate
+            updates shrinks with the gap) the squared loss fits the large early steps and leaves the late small
+            ones with relative errors of several per cent, which a chaotic rule such as Barzilai–Borwein's
+            amplifies (``benchmarks/RESULTS.md``, RLQP, "Per-row DAgger").
+        relative_floor: the action size below which ``relative`` errors count absolutely (policy-box units).
         learning_rate: Adam step size (at the start, with ``final_learning_rate``).
         final_learning_rate: anneal the step size linearly from ``learning_rate`` to this over
             ``total_steps`` transitions (precise imitation needs the step size to shrink: at a constant
@@ -76,6 +91,9 @@ class BehaviouralCloning(PeriodicEvaluation, Learner):
         eval_env: BatchedEnv | None,
         *,
         hidden_sizes: Sequence[PositiveInt] = (64, 64),
+        policy: PolicyKind = "mlp",
+        loss: Literal["squared", "relative"] = "squared",
+        relative_floor: PositiveFloat = 1e-4,
         learning_rate: PositiveFloat = 1e-3,
         final_learning_rate: PositiveFloat | None = None,
         total_steps: PositiveInt = 1,
@@ -94,11 +112,12 @@ class BehaviouralCloning(PeriodicEvaluation, Learner):
         self.learning_rate, self.batch_size, self.gradient_steps = learning_rate, batch_size, gradient_steps
         self.final_learning_rate, self.total_steps = final_learning_rate, total_steps
         self.beta_decay, self.round_steps = beta_decay, round_steps
+        self.loss, self.relative_floor = loss, relative_floor
         self.save_dataset = save_dataset
         self._init_evaluation(eval_env, eval_episodes, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.actor = make_actor(env.observation_dim, env.action_dim, hidden_sizes).to(self.device)
+            self.actor = build_actor(env, hidden_sizes, policy).to(self.device)
         self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=learning_rate)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.obs_data = torch.zeros(buffer_size, env.observation_dim, device=self.device)
@@ -151,9 +170,13 @@ class BehaviouralCloning(PeriodicEvaluation, Learner):
         self.size = min(self.size + len(obs), len(self.obs_data))
 
     def train_step(self) -> None:
-        """One regression step (eq. 2.9) on a minibatch of the aggregated data set."""
+        """One regression step (eq. 2.9, or its ``relative`` form) on a minibatch of the aggregated data set."""
         index = torch.randint(0, self.size, (self.batch_size,), device=self.device, generator=self.generator)
-        loss = regression_loss(self.actor(self.obs_data[index]), self.action_data[index])
+        label = self.action_data[index]
+        errors = regression_loss(self.actor(self.obs_data[index]), label, reduction="none")
+        if self.loss == "relative":
+            errors = errors / (label.square().sum(-1) + self.relative_floor**2)
+        loss = errors.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -234,9 +257,13 @@ class BCConfig(RunConfig):
         skip = ("env", "expert", "eval_env", "eval_episodes", "seed", "save_dataset", "device", "total_steps")
         self.bc = validate_section(constructor_schema(BehaviouralCloning, skip=skip, name="BCParams"), self.bc,
                                    "bc").model_dump()
-        observation_dim, action_dim = env_dims(self.env)
         widths = self.bc["hidden_sizes"]
-        policy = parameter_bytes(lambda: make_actor(observation_dim, action_dim, widths))
+        with make_env(self.env, 1, torch.device("cpu")) as env:
+            observation_dim, action_dim = env.observation_dim, env.action_dim
+            try:
+                policy = parameter_bytes(lambda: build_actor(env, widths, self.bc["policy"]))
+            except ValueError as error:
+                raise ConfigError(f"config key 'bc.policy': {error}") from None
         copy = sum(copy_memory(self.env).values())
         check_memory({
             "the training copies (env.num_envs)": copy * self.env.num_envs,

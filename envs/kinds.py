@@ -118,12 +118,6 @@ def make_env(section: Section, num_envs: int, device: torch.device) -> BatchedEn
     return ENV_KINDS[section.kind].make(section, num_envs, device)
 
 
-def env_dims(section: Section) -> tuple[int, int]:
-    """(observation_dim, action_dim) of the environment, from one CPU copy."""
-    with make_env(section, 1, torch.device("cpu")) as env:
-        return env.observation_dim, env.action_dim
-
-
 def checked_id(env_id: str, check: Callable[[str], Any]) -> str:
     """``env_id`` when ``check(env_id)`` accepts it; its ``ValueError`` again, naming the key ``env.id``."""
     try:

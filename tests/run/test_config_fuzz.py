@@ -44,6 +44,11 @@ ADMM = ["--config", str(ROOT / "configs" / "td3_opt_quadratic.yaml"), *TD3_COMMO
 MJWARP = ["--config", str(ROOT / "configs" / "td3_halfcheetah_mjwarp.yaml"), *TD3_COMMON, "env.num_envs=1",
           "train.max_wall_seconds=60"]
 """A TD3 run on HalfCheetah-v5 in MuJoCo Warp of a few transitions."""
+DAGGER_ROWS = ["--config", str(ROOT / "configs" / "dagger_opt_quadratic_rowwise.yaml"), "name=tiny",
+               f"device={TEST_DEVICE}", "env.num_envs=2", "env.problem.dim=3", "env.iterate.max_iterations=5",
+               "bc.hidden_sizes=[8]", "bc.batch_size=4", "train.total_steps=8", "train.log_every=4",
+               "train.eval_every=8", "train.checkpoint_every=8", "train.eval_episodes=1", "train.eval_envs=1"]
+"""A per-row DAgger run on a 3-d quadratic's coordinate updates of a few transitions."""
 
 HUGE = "10000000000000"
 
@@ -364,6 +369,11 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("td3-policy-list", GYM, ["td3.policy=[rowwise]"], "'td3.policy'"),
     ("td3-rowwise-without-rows", ITERATE, ["td3.policy=rowwise"], "'td3.policy'"),
     ("td3-rowwise-gym", GYM, ["td3.policy=rowwise_odd"], "'td3.policy'"),
+    ("bc-policy-unknown", DAGGER_ROWS, ["bc.policy=lstm"], "'bc.policy'"),
+    ("bc-rowwise-without-rows", DAGGER_ROWS, ["env.iterate.observation_layout=blocks"], "'bc.policy'"),
+    ("bc-loss-unknown", DAGGER_ROWS, ["bc.loss=huber"], "'bc.loss'"),
+    ("bc-relative-floor-zero", DAGGER_ROWS, ["bc.relative_floor=0"], "'bc.relative_floor'"),
+    ("bc-relative-floor-nan", DAGGER_ROWS, ["bc.relative_floor=.nan"], "'bc.relative_floor'"),
     ("td3-starts-negative", GYM, ["td3.learning_starts=-1"], "'td3.learning_starts'"),
     ("td3-gradient-steps-huge", GYM, ["td3.gradient_steps=-2"], "'td3.gradient_steps'"),
     ("td3-compile-string", GYM, ["td3.compile=maybe"], "'td3.compile'"),
