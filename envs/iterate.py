@@ -147,8 +147,8 @@ cannot compute such inner products from element-wise signed logs with any accura
       :class:`~amorctl.optimizers.BarzilaiBorwein` clips it) and ``first_step`` where there is no secant
       pair with sᵀz > 0 (the first iteration); ``step_size_range`` is then unused. At a = 0 the iterates
       are those of ``run_optimizer("bb2", ..., step_size=first_step)`` exactly (residual policy learning on
-      top of BB, Silver et al. 2018; Johannink et al. 2019). Either way y ← y − α∇f(y) (gradient descent), y ← prox_α(y − α∇g(y))
-      for a composite family (ISTA), and the result is projected onto ``bounds`` for a box domain
+      top of BB, Silver et al. 2018; Johannink et al. 2019). Either way y ← y − α∇f(y) (gradient descent),
+      y ← prox_α(y − α∇g(y)) for a composite family (ISTA), and the result is projected onto ``bounds`` for a box domain
       (in both modes).
 
     **Rewards** (per step t → t+1):
@@ -285,7 +285,8 @@ cannot compute such inner products from element-wise signed logs with any accura
         self.num_envs, self.max_iterations, self.history = num_envs, max_iterations, history
         self.action_mode, self.action_scale, self.update_scaling = action, float(action_scale), update_scaling
         self.step_size_range = (float(step_size_range[0]), float(step_size_range[1]))
-        self.step_size_base, self.residual_scale, self.first_step = step_size_base, float(residual_scale), float(first_step)
+        self.step_size_base = step_size_base
+        self.residual_scale, self.first_step = float(residual_scale), float(first_step)
         self.reward_mode, self.convergence, self.tolerance = reward, convergence, float(tolerance)
         self.init, self.init_scale, self.include_context = init, float(init_scale), include_context
         self.secant_features, self.secant_update = bool(secant_features), bool(secant_update)

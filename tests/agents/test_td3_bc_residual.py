@@ -14,9 +14,18 @@ SMALL = {"hidden_sizes": (16, 16), "batch_size": 8, "buffer_size": 1000, "learni
 
 def quadratic_env(num_envs: int = 4, dim: int = 5, **options) -> IterateEnv:
     problem = make_problem(name="quadratic", dim=dim, cond_min=1.0, cond_max=50.0)
-    defaults = {"max_iterations": 12, "action": "step_size", "reward": "log_gap", "history": 0,
-                "secant_features": True, "omit_blocks": ("iterate", "gradient"), "tolerance": 0.0,
-                "step_size_base": "bb2", "first_step": 1.0, "residual_scale": 0.5}
+    defaults = {
+        "max_iterations": 12,
+        "action": "step_size",
+        "reward": "log_gap",
+        "history": 0,
+        "secant_features": True,
+        "omit_blocks": ("iterate", "gradient"),
+        "tolerance": 0.0,
+        "step_size_base": "bb2",
+        "first_step": 1.0,
+        "residual_scale": 0.5,
+    }
     return IterateEnv(problem, num_envs, **{**defaults, **options})
 
 
@@ -69,8 +78,9 @@ def test_residual_mode_at_action_zero_is_barzilai_borwein_exactly(base):
         _, _, terminated, truncated, _ = env.step(torch.zeros(6, 1))
         assert not (terminated | truncated).any()  # no row restarted: every row is still the reference's problem
         # bit for bit, not approximately
-        torch.testing.assert_close(env.problem.objective(env.iterates, x), reference.objective_values[t + 1],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            env.problem.objective(env.iterates, x), reference.objective_values[t + 1], rtol=0, atol=0
+        )
     assert torch.equal(env.iterates, reference.solution)
 
 
