@@ -21,7 +21,7 @@ def test_the_zero_residual_policy_is_bb2_in_every_block():
 
 def test_a_worse_policy_is_counted_worse_and_blocks_differ():
     long = lambda obs: torch.ones(obs.shape[0], 1)  # noqa: E731  (every step e^0.5 times BB2's)
-    pooled_policy, pooled_bb, ratio, count, _, spread = block_comparison(
+    *_, ratio, count, _, spread = block_comparison(
         _config(), long, "bb2", {"step_size": 1.0}, blocks=3, size=16)
     assert ratio > 1.0 and count != "3/3"
     low, high = spread.split("–")
