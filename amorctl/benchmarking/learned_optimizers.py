@@ -29,7 +29,7 @@ import torch
 from amorctl.benchmarking.common import log, markdown_table, one_thread
 from amorctl.envs import IterateEnv
 from amorctl.eval.optimizer_comparison import POLICY, classical_comparison, compare_with_baselines, policy_gaps
-from amorctl.eval.seeds import BLOCKS_SEED_OFFSET
+from amorctl.eval.seeds import BLOCKS_SEED_OFFSET, BLOCKS_SEED_STRIDE
 from amorctl.optimizers import run_optimizer
 from amorctl.problems import make_problem
 from amorctl.run.config import load_config
@@ -128,7 +128,8 @@ def block_comparison(config, policy, bb: str, hyperparameters: dict, blocks: int
     env = IterateEnv(problem, size, device="cpu", **dict(config.env.iterate))
     ours, theirs = [], []
     for k in range(blocks):
-        gaps, _, x, y0, f_star = policy_gaps(env, policy, int(config.seed) + BLOCKS_SEED_OFFSET + k)
+        seed = int(config.seed) + BLOCKS_SEED_OFFSET + BLOCKS_SEED_STRIDE * k
+        gaps, _, x, y0, f_star = policy_gaps(env, policy, seed)
         run = run_optimizer(bb, problem, x, y0, env.max_iterations, **hyperparameters)
         ours.append(float(gaps[-1].mean()))
         theirs.append(float((run.objective_values[-1] - f_star).clamp_min(0.0).mean()))
