@@ -44,6 +44,8 @@ class DDPG(TD3):
         gradient_steps: NonNegativeInt = 1,
         hidden_sizes: Sequence[PositiveInt] = (400, 300),
         policy: PolicyKind = "mlp",
+        bc_alpha: PositiveFloat | None = None,
+        zero_init_actor: bool = False,
         compile: bool = False,
         seed: int = 0,
         device: torch.device | str | None = None,
@@ -52,7 +54,8 @@ class DDPG(TD3):
                          policy_delay=1, target_policy_noise=0.0, target_noise_clip=0.0,
                          exploration_noise=exploration_noise, buffer_size=buffer_size,
                          learning_starts=learning_starts, gradient_steps=gradient_steps, hidden_sizes=hidden_sizes,
-                         policy=policy, compile=compile, seed=seed, device=device)
+                         policy=policy, bc_alpha=bc_alpha, zero_init_actor=zero_init_actor, compile=compile,
+                         seed=seed, device=device)
 
 
 class DDPGConfig(OffPolicyConfig):

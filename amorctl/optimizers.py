@@ -258,6 +258,10 @@ class Adam(BatchedOptimizer):
         return y, {**state, "first_moment": first, "second_moment": second, "count": count}
 
 
+BB_MIN_STEP, BB_MAX_STEP = 1e-10, 1e10
+"""The default clip [min_step, max_step] of a Barzilai–Borwein step (:class:`BarzilaiBorwein`)."""
+
+
 class BarzilaiBorwein(BatchedOptimizer):
     """Gradient descent with Barzilai–Borwein step sizes (Barzilai & Borwein 1988), safeguarded.
 
@@ -282,8 +286,8 @@ class BarzilaiBorwein(BatchedOptimizer):
         problem: Problem,
         *,
         step_size: float | torch.Tensor = 0.01,
-        min_step: float = 1e-10,
-        max_step: float = 1e10,
+        min_step: float = BB_MIN_STEP,
+        max_step: float = BB_MAX_STEP,
     ):
         super().__init__(problem, step_size=step_size)
         _check(0.0 < min_step <= max_step < math.inf, "min_step, max_step", "0 < min_step <= max_step < inf",

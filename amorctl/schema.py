@@ -103,6 +103,13 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "env.iterate.secant_update": False,
     "expert.variant": "long",
     "warm_start.expert.variant": "long",
+    "td3.bc_alpha": None,
+    "td3.zero_init_actor": False,
+    "ddpg.bc_alpha": None,
+    "ddpg.zero_init_actor": False,
+    "env.iterate.step_size_base": "range",
+    "env.iterate.residual_scale": 1.0,
+    "env.iterate.first_step": 0.01,
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),

@@ -19,10 +19,11 @@ from annotated_types import Ge, Gt
 from pydantic import AllowInfNan
 
 from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
-from amorctl.optimizers import barzilai_borwein_steps
+from amorctl.optimizers import BB_MAX_STEP, BB_MIN_STEP, barzilai_borwein_steps
 from amorctl.problems.base import Problem, ProblemArgumentError
 
 ActionMode = Literal["update", "step_size"]
+StepSizeBase = Literal["range", "bb1", "bb2"]
 RewardMode = Literal["improvement", "log_gap", "objective", "per_step"]
 Convergence = Literal["gradient", "gap"]
 Seeding = Literal["shared", "per_row"]
@@ -140,8 +141,14 @@ cannot compute such inner products from element-wise signed logs with any accura
       (``update_scaling="fixed"``) or u = r₀ (``"gradient"``: the step is measured in units of the
       initial gradient's RMS, which tracks the family's scale).
     - ``action="step_size"`` (action_dim = 1): α = exp(log α_min + (a + 1)/2·(log α_max − log α_min)),
-      log-uniform over ``step_size_range``; y ← y − α∇f(y) (gradient descent), y ← prox_α(y − α∇g(y))
-      for a composite family (ISTA), and the result is projected onto ``bounds`` for a box domain
+      log-uniform over ``step_size_range`` (``step_size_base="range"``, the default), or a residual on a
+      classical rule (``step_size_base="bb1"`` or ``"bb2"``): α = α_BB·exp(``residual_scale``·a) with α_BB
+      the Barzilai–Borwein step of the last update (sᵀs/sᵀz or sᵀz/zᵀz, clipped as
+      :class:`~amorctl.optimizers.BarzilaiBorwein` clips it) and ``first_step`` where there is no secant
+      pair with sᵀz > 0 (the first iteration); ``step_size_range`` is then unused. At a = 0 the iterates
+      are those of ``run_optimizer("bb2", ..., step_size=first_step)`` exactly (residual policy learning on
+      top of BB, Silver et al. 2018; Johannink et al. 2019). Either way y ← y − α∇f(y) (gradient descent),
+      y ← prox_α(y − α∇g(y)) for a composite family (ISTA), and the result is projected onto ``bounds`` for a box domain
       (in both modes).
 
     **Rewards** (per step t → t+1):
@@ -197,6 +204,9 @@ cannot compute such inner products from element-wise signed logs with any accura
         action_scale: _Positive = 0.1,
         update_scaling: Literal["fixed", "gradient"] = "fixed",
         step_size_range: tuple[_Positive, _Positive] = (1e-4, 10.0),
+        step_size_base: StepSizeBase = "range",
+        residual_scale: _Positive = 1.0,
+        first_step: _Positive = 0.01,
         reward: RewardMode = "improvement",
         convergence: Convergence = "gradient",
         tolerance: _NonNegative = 1e-4,
@@ -232,6 +242,12 @@ cannot compute such inner products from element-wise signed logs with any accura
         _check(update_scaling in ("fixed", "gradient"), "update_scaling", "'fixed' or 'gradient'", update_scaling)
         _check(len(step_size_range) == 2 and 0 < step_size_range[0] <= step_size_range[1] < math.inf,
                "step_size_range", "(alpha_min, alpha_max) with 0 < alpha_min <= alpha_max < inf", step_size_range)
+        _check(step_size_base in ("range", "bb1", "bb2"), "step_size_base", "'range', 'bb1' or 'bb2'",
+               step_size_base)
+        _check(step_size_base == "range" or action == "step_size", "step_size_base",
+               "'range' with action='update' (a Barzilai–Borwein base step needs action='step_size')", step_size_base)
+        _check(0 < residual_scale < math.inf, "residual_scale", "a positive finite number", residual_scale)
+        _check(0 < first_step < math.inf, "first_step", "a positive finite number", first_step)
         _check(reward in ("improvement", "log_gap", "objective", "per_step"), "reward",
                "'improvement', 'log_gap', 'objective' or 'per_step'", reward)
         _check(convergence in ("gradient", "gap"), "convergence", "'gradient' or 'gap'", convergence)
@@ -269,6 +285,8 @@ cannot compute such inner products from element-wise signed logs with any accura
         self.num_envs, self.max_iterations, self.history = num_envs, max_iterations, history
         self.action_mode, self.action_scale, self.update_scaling = action, float(action_scale), update_scaling
         self.step_size_range = (float(step_size_range[0]), float(step_size_range[1]))
+        self.step_size_base = step_size_base
+        self.residual_scale, self.first_step = float(residual_scale), float(first_step)
         self.reward_mode, self.convergence, self.tolerance = reward, convergence, float(tolerance)
         self.init, self.init_scale, self.include_context = init, float(init_scale), include_context
         self.secant_features, self.secant_update = bool(secant_features), bool(secant_update)
@@ -361,8 +379,11 @@ cannot compute such inner products from element-wise signed logs with any accura
             unit = self._grad_unit.unsqueeze(-1) if self.update_scaling == "gradient" else 1.0
             proposal = y + self.action_scale * unit * a
         else:
-            low, high = (math.log(v) for v in self.step_size_range)
-            alpha = torch.exp(low + 0.5 * (a + 1.0) * (high - low))  # (N, 1)
+            if self.step_size_base == "range":
+                low, high = (math.log(v) for v in self.step_size_range)
+                alpha = torch.exp(low + 0.5 * (a + 1.0) * (high - low))  # (N, 1)
+            else:  # a residual on the Barzilai–Borwein step: a = 0 is the classical rule exactly
+                alpha = self._base_step.unsqueeze(-1) * torch.exp(self.residual_scale * a)
             proposal = y - alpha * self._g
             if self.composite:
                 proposal = self.problem.prox(proposal, alpha)
@@ -388,6 +409,8 @@ cannot compute such inner products from element-wise signed logs with any accura
             self._hist_g = torch.where(keep.unsqueeze(-1), self._hist_g, new_hg)
         if self.secant_features or self.secant_update:
             self._secant = torch.where(keep, self._secant, _secant(proposal - y, g_new - self._g))
+        if self.step_size_base != "range":
+            self._base_step = torch.where(diverged, self._base_step, self._bb_step(proposal - y, g_new - self._g))
         self._y = torch.where(keep, y, proposal)
         self._g = torch.where(keep, self._g, g_new)
         self._f = torch.where(diverged, self._f, f_new)
@@ -442,7 +465,9 @@ cannot compute such inner products from element-wise signed logs with any accura
         A classical solver rule as an expert to imitate (behavioural cloning, DAgger, warm starts): where the
         last update shows no positive curvature (the first iteration, a rejected update) the step is
         ``fallback_step`` (the safeguarded first step of :class:`~amorctl.optimizers.BarzilaiBorwein`). In
-        ``step_size`` mode the action picks that step, clipped to ``step_size_range``; in ``update`` mode it
+        ``step_size`` mode the action picks that step, clipped to ``step_size_range`` (with a Barzilai–Borwein
+        ``step_size_base``: log(step / base step) / ``residual_scale``, clipped; exactly 0 when the expert is
+        the base rule with ``fallback_step = first_step``); in ``update`` mode it
         is the update −α∇f(y_t) in action units, clipped to the box (a step longer than ``action_scale``·u
         per coordinate is cut there). Needs ``secant_features`` or ``secant_update`` (else every step is the
         fallback). Returns float32 actions (N, action_dim) in [-1, 1].
@@ -453,6 +478,9 @@ cannot compute such inner products from element-wise signed logs with any accura
             unit = self._grad_unit.unsqueeze(-1) if self.update_scaling == "gradient" else 1.0
             update = -log_step.exp().unsqueeze(-1) * self._g / (self.action_scale * unit)
             return update.clamp(-1.0, 1.0).to(torch.float32)
+        if self.step_size_base != "range":  # the residual on the base step; 0 where the expert is the base rule
+            residual = (log_step - self._base_step.log()) / self.residual_scale
+            return residual.clamp(-1.0, 1.0).unsqueeze(-1).to(torch.float32)
         low, high = (math.log(v) for v in self.step_size_range)
         return (2 * (log_step - low) / (high - low) - 1).clamp(-1.0, 1.0).unsqueeze(-1).to(torch.float32)
 
@@ -466,6 +494,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         self._scale, self._grad_unit, self._stat0 = zeros(N) + 1, zeros(N) + 1, zeros(N) + 1
         self._hist_dy, self._hist_g = zeros(N, h, n), zeros(N, h, n)
         self._secant = zeros(N, 3)
+        self._base_step = zeros(N) + self.first_step
         self._t = torch.zeros(N, dtype=torch.int64, device=self.device)
         self._return = torch.zeros(N, dtype=torch.float32, device=self.device)
 
@@ -539,8 +568,16 @@ cannot compute such inner products from element-wise signed logs with any accura
         self._hist_dy[rows] = 0.0
         self._hist_g[rows] = 0.0
         self._secant[rows] = 0.0
+        self._base_step[rows] = self.first_step
         self._t[rows] = 0
         self._return[rows] = 0.0
+
+    def _bb_step(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The base step of ``step_size_base`` after update s and gradient change z, ``(N,)``: the BB1 or BB2
+        step clipped as :class:`~amorctl.optimizers.BarzilaiBorwein` clips it, ``first_step`` where sᵀz ≤ 0."""
+        valid, long_step, short_step = barzilai_borwein_steps(s, z)
+        step = (long_step if self.step_size_base == "bb1" else short_step).clamp(BB_MIN_STEP, BB_MAX_STEP)
+        return torch.where(valid, step, torch.full_like(step, self.first_step))
 
     def _gap(self) -> torch.Tensor:
         """f(y_t) − f* ≥ 0 per copy (only with a solver)."""

@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", nargs="*", default=[], help="trained runs of iterate environments to compare")
     p.add_argument("--heldout", type=int, default=512)
     p.add_argument("--tuning", type=int, default=512)
+    p.add_argument("--blocks", type=int, default=0, help="also compare each run with the better BB on this many "
+                   "further held-out blocks of --heldout problems (pooled means; a 512-problem mean is noisy)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the config (e.g. seed=1)")
 
     p = sections.add_parser("gym-ids-sb3", help="stable-baselines3 SAC/TD3/PPO with default hyper-parameters on "
@@ -184,7 +186,7 @@ def _run_section(args: argparse.Namespace) -> str:
     if args.section == "learned-optimizers":
         from amorctl.benchmarking.learned_optimizers import learned_optimizers
 
-        return learned_optimizers(args.config, args.overrides, args.runs, args.heldout, args.tuning)
+        return learned_optimizers(args.config, args.overrides, args.runs, args.heldout, args.tuning, args.blocks)
 
     if args.section == "report-timing":
         from amorctl.benchmarking.report_timing import report_timing

@@ -9,17 +9,29 @@
 - for each trained run given, the policy's mean final gap on its own held-out problems beside the best
   tuned GD / momentum / Adam (``ratio``; the learned-optimizer bar is ≤ 0.5), the better Barzilai–Borwein
   rule (``× BB``) and L-BFGS, from :func:`~amorctl.eval.optimizer_comparison.compare_with_baselines` (which
-  also writes each run's ``eval/optimizer_comparison.json`` and ``.png``).
+  also writes each run's ``eval/optimizer_comparison.json`` and ``.png``);
+- with ``--blocks K``, for each run a third table: the policy and that better BB (its tuned hyper-parameters)
+  on K further blocks of held-out problems of the same size (:data:`~amorctl.eval.seeds.BLOCKS_SEED_OFFSET`):
+  the pooled mean final gaps and their ratio, in how many blocks the policy's mean is at most BB's, and the
+  range of BB's own block means. At T = 30 a mean final gap is set by a handful of problems (a chaotic
+  function of small step changes, ``benchmark.py expert-sensitivity``), so one block's ratio says little.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from amorctl.benchmarking.common import log, markdown_table, one_thread
-from amorctl.eval.optimizer_comparison import POLICY, classical_comparison, compare_with_baselines
+from amorctl.envs import IterateEnv
+from amorctl.eval.optimizer_comparison import POLICY, classical_comparison, compare_with_baselines, policy_gaps
+from amorctl.eval.seeds import BLOCKS_SEED_OFFSET, BLOCKS_SEED_STRIDE
+from amorctl.optimizers import run_optimizer
+from amorctl.problems import make_problem
 from amorctl.run.config import load_config
 
 
@@ -29,6 +41,7 @@ def learned_optimizers(
     runs: Sequence[str | Path] = (),
     num_heldout: int = 512,
     num_tuning: int = 512,
+    blocks: int = 0,
 ) -> str:
     """The Markdown tables described in the module docstring."""
     one_thread()
@@ -65,7 +78,7 @@ def learned_optimizers(
             "× BB",
             "L-BFGS",
         ]
-        rows = []
+        rows, block_rows = [], []
         for path in runs:
             log(f"comparing {path}")
             loaded = load_run(path, overrides=["device=cpu"])
@@ -79,6 +92,11 @@ def learned_optimizers(
                         num_heldout=num_heldout,
                         num_tuning=num_tuning,
                     )
+                if blocks > 0:
+                    bb = summary["best_barzilai_borwein"]
+                    hyper = json.loads(Path(summary["json"]).read_text())["optimizers"][bb]["hyperparameters"]
+                    block_rows.append([f"{path} (seed {loaded.config.seed})", bb,
+                                       *block_comparison(loaded.config, loaded.policy, bb, hyper, blocks, num_heldout)])
             finally:
                 loaded.learner.close()
             gaps, best, bb = summary["final_mean_gap"], summary["best_baseline"], summary["best_barzilai_borwein"]
@@ -94,4 +112,29 @@ def learned_optimizers(
                 ]
             )
         lines += ["", "Trained runs (each on its own seed's held-out problems)", "", markdown_table(header, rows)]
+        if blocks > 0:
+            header = ["run", "BB", "policy pooled mean", "BB pooled mean", "pooled ratio", "blocks policy ≤ BB",
+                      "median block ratio", "BB block means (min–max)"]
+            lines += ["", f"The same runs on {blocks} further blocks of {num_heldout} held-out problems", "",
+                      markdown_table(header, block_rows)]
     return "\n".join(lines)
+
+
+def block_comparison(config, policy, bb: str, hyperparameters: dict, blocks: int, size: int) -> list:
+    """Policy against ``bb`` (with its tuned ``hyperparameters``) on ``blocks`` blocks of ``size`` problems: pooled
+    means, their ratio, the count of blocks where the policy's mean is at most BB's, the median block ratio and
+    the range of BB's block means (a row of the ``--blocks`` table)."""
+    problem = make_problem(**config.env.problem)
+    env = IterateEnv(problem, size, device="cpu", **dict(config.env.iterate))
+    ours, theirs = [], []
+    for k in range(blocks):
+        seed = int(config.seed) + BLOCKS_SEED_OFFSET + BLOCKS_SEED_STRIDE * k
+        gaps, _, x, y0, f_star = policy_gaps(env, policy, seed)
+        run = run_optimizer(bb, problem, x, y0, env.max_iterations, **hyperparameters)
+        ours.append(float(gaps[-1].mean()))
+        theirs.append(float((run.objective_values[-1] - f_star).clamp_min(0.0).mean()))
+    ours_t, theirs_t = torch.tensor(ours), torch.tensor(theirs)
+    ratios = ours_t / theirs_t
+    return [ours_t.mean().item(), theirs_t.mean().item(), (ours_t.mean() / theirs_t.mean()).item(),
+            f"{int((ratios <= 1).sum())}/{blocks}", ratios.median().item(),
+            f"{theirs_t.min().item():.2g}–{theirs_t.max().item():.2g}"]

@@ -12,7 +12,9 @@ was measured, so they are fixed.
   implementations it compares;
 - :data:`EVALUATE_SEED_OFFSET` = 2_000_000: ``scripts/evaluate.py``'s default ``--seed``;
 - :data:`HELDOUT_SEED_OFFSET` = 2_000_000: the learned-optimizer comparison's held-out problems;
-- :data:`TUNING_SEED_OFFSET` = 3_000_000: the problems the comparison tunes its baselines on.
+- :data:`TUNING_SEED_OFFSET` = 3_000_000: the problems the comparison tunes its baselines on;
+- :data:`BLOCKS_SEED_OFFSET` = 4_000_000: ``benchmark.py learned-optimizers --blocks K``'s further held-out
+  blocks (block k by ``reset(seed=seed + BLOCKS_SEED_OFFSET + 1000·k)``, so seeds below 1000 share no block).
 
 The held-out problems share evaluate.py's value on purpose: both are the stream a trained policy is
 judged on after training. An :class:`~amorctl.envs.IterateEnv` with ``seeding="per_row"`` seeds copy i
@@ -32,6 +34,12 @@ HELDOUT_SEED_OFFSET = 2_000_000
 
 TUNING_SEED_OFFSET = 3_000_000
 """The comparison tunes its baselines on problems drawn by ``reset(seed=seed + TUNING_SEED_OFFSET)``."""
+
+
+BLOCKS_SEED_OFFSET = 4_000_000
+BLOCKS_SEED_STRIDE = 1000
+"""Block k of ``learned-optimizers --blocks`` draws its problems by
+``reset(seed=seed + BLOCKS_SEED_OFFSET + BLOCKS_SEED_STRIDE · k)``: runs of seeds below the stride share no block."""
 
 
 def periodic_eval_seed(seed: int, k: int, episodes: int) -> int:
