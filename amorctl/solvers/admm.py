@@ -17,9 +17,10 @@ Termination (eq. 24 with the ∞-norm, checked every ``check_termination`` itera
 primal / dual infeasibility certificates (§3.4) from δy = yᵏ⁺¹ − yᵏ and δx = xᵏ⁺¹ − xᵏ are optional. A
 problem that terminates is frozen: its iterates, ρ and iteration count no longer change while the others run.
 
-Two implementations of the same iteration (``ADMMSettings.backend``): on a CPU, compiled per-problem loops over
-sparse rows of A with Cholesky solves (:mod:`amorctl.solvers.admm_kernels`, numba); on a GPU, the batched tensor
-form below, which factors and inverts the matrix and solves by products with the inverse (plus one refinement step).
+Two implementations of the same arithmetic (``ADMMSettings.backend``) — the matrix factored by Cholesky and
+inverted, each solve a product with the inverse plus one refinement step: on a CPU, compiled per-problem loops
+(:mod:`amorctl.solvers.admm_kernels`, numba), each problem iterating with its data in cache; on a GPU (or on request),
+the batched tensor form below.
 
 ρ vectors follow OSQP's constraint types (``set_rho_vec`` in OSQP's auxil.c): rows with both bounds
 infinite get ρ_min = 1e-6, equality rows (u − l < 1e-4) get 10³·ρ, inequality rows get ρ.
@@ -91,9 +92,9 @@ class ADMMSettings:
             iteration (``tests/solvers/test_admm.py`` checks them against osqp and each other).
         threads: numba backend: CPU threads the problems are spread over (at most numba's ``NUMBA_NUM_THREADS``, the
             core count by default); the results do not depend on it.
-        refine_solve: torch backend: one step of iterative refinement after each solve with the explicit inverse
-            (two more n × n products per iteration; the numba backend solves with the Cholesky factor instead). On
-            (the default), the iterates follow osqp's to round-off and the iteration counts match. Off, the solve's
+        refine_solve: one step of iterative refinement after each solve with the explicit inverse (two more n × n
+            products per iteration; both backends). On (the default), the iterates follow osqp's to round-off and
+            the iteration counts match. Off, the solve's
             error grows with the matrix's conditioning: in float64 Huber's counts drift by a check interval or two;
             in float32 Portfolio, Lasso and Equality QP need 3–5× the iterations and Huber fails on a third of its
             problems (``benchmarks/RESULTS.md``, RLQP).

@@ -51,6 +51,9 @@ class OSQPAdaptiveRho(RhoRule):
 
     osqp 1.x's defaults without profiling: interval 50 (twice ``check_termination``), tolerance 5. The rule
     scales the scalar ρ of each problem (``BatchedADMM.rho_scalar``) and rebuilds OSQP's per-row vector from it.
+    On the numba backend, :meth:`BatchedADMM.solve` runs this rule inside its compiled loop
+    (``amorctl.solvers.admm_kernels._solve_one``) instead of calling :meth:`update`; a subclass is always called
+    (``tests/solvers/test_admm.py`` checks that both give the same iterations).
     """
 
     def __init__(self, interval: int = 50, tolerance: float = 5.0):
