@@ -338,6 +338,10 @@ class BatchedADMM:
         index = which.nonzero().squeeze(-1)
         if index.numel() != problems.num_problems:
             raise ValueError(f"replace: {index.numel()} rows selected but {problems.num_problems} problems given")
+        sizes = (problems.num_variables, problems.num_constraints)
+        mine = (self.qp.num_variables, self.qp.num_constraints)
+        if sizes != mine:
+            raise ValueError(f"replace: the new problems have (n, m) = {sizes}, the solver's {mine}")
         problems = problems.to(self.qp.device, self.qp.dtype)
         for name in ("P", "q", "A", "lower", "upper"):
             getattr(self.qp, name)[index] = getattr(problems, name)

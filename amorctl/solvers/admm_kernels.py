@@ -189,6 +189,13 @@ def _run(b, count, q, At, inverse, kkt, rho, lower, upper, x, z, y, delta_x, del
 
 
 @_jit
+def _largest(a, b):
+    """max(a, b) that keeps a NaN (Python's ``max`` drops one in second place, so a NaN residual read as 0 and a
+    diverged problem as solved), as torch's ``amax`` does."""
+    return b if (b > a or b != b) else a
+
+
+@_jit
 def _measure(b, P, q, At, x, z, y, zero, ax):
     """OSQP's residuals of problem b: ‖Ax − z‖∞, ‖Px + q + Aᵀy‖∞, max(‖Ax‖∞, ‖z‖∞), max(‖Px‖∞, ‖Aᵀy‖∞, ‖q‖∞)."""
     n, m = x.shape[1], z.shape[1]
@@ -201,12 +208,12 @@ def _measure(b, P, q, At, x, z, y, zero, ax):
             aty += At[b, j, i] * y[b, i]
         for k in range(n):
             px += P[b, j, k] * x[b, k]
-        dual = max(dual, abs(px + q[b, j] + aty))
-        dual_scale = max(dual_scale, abs(px), abs(aty), abs(q[b, j]))
+        dual = _largest(dual, abs(px + q[b, j] + aty))
+        dual_scale = _largest(_largest(dual_scale, abs(px)), _largest(abs(aty), abs(q[b, j])))
     primal, primal_scale = zero, zero
     for i in range(m):
-        primal = max(primal, abs(ax[i] - z[b, i]))
-        primal_scale = max(primal_scale, abs(ax[i]), abs(z[b, i]))
+        primal = _largest(primal, abs(ax[i] - z[b, i]))
+        primal_scale = _largest(primal_scale, _largest(abs(ax[i]), abs(z[b, i])))
     return primal, dual, primal_scale, dual_scale
 
 
@@ -225,7 +232,7 @@ def _primal_certificate(b, At, lower, upper, delta_y, zero, eps, projected):
         elif not lower_finite:
             dy = max(dy, zero)
         projected[i] = dy
-        norm = max(norm, abs(dy))
+        norm = _largest(norm, abs(dy))
         if upper_finite:
             support += upper[b, i] * max(dy, zero)
         if lower_finite:
@@ -248,7 +255,7 @@ def _dual_certificate(b, P, q, At, lower, upper, delta_x, zero, eps, a_dx):
     n, m = At.shape[1], At.shape[2]
     norm, q_dx = zero, zero
     for j in range(n):
-        norm = max(norm, abs(delta_x[b, j]))
+        norm = _largest(norm, abs(delta_x[b, j]))
         q_dx += q[b, j] * delta_x[b, j]
     bound = eps * norm
     if not (norm > eps and q_dx < -bound):

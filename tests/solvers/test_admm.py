@@ -254,3 +254,20 @@ def test_the_numba_backend_refuses_a_gpu_batch():
     assert resolve_backend("auto", torch.device("cuda")) == "torch"
     with pytest.raises(ValueError, match="numba backend runs on the CPU"):
         resolve_backend("numba", torch.device("cuda"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_nan_in_the_data_is_never_read_as_solved(backend):
+    qp = draw("lasso", batch_size=4)
+    qp.q[0, 0] = math.nan
+    solver = BatchedADMM(qp, ADMMSettings(backend=backend, max_iter=200)).solve(OSQPAdaptiveRho())
+    assert solver.status[0] == Status.MAX_ITER_REACHED and solver.iterations[0] == 200
+    assert (solver.status[1:] == Status.SOLVED).all()
+    assert math.isnan(float(BatchedADMM(qp, ADMMSettings(backend=backend)).residuals().dual[0]))
+
+
+def test_replace_refuses_problems_of_another_size():
+    solver = BatchedADMM(draw("lasso", batch_size=2))
+    other = make_qp_family("lasso", data=12).sample(1, torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match=r"\(n, m\) = \(22, 22\), the solver's \(20, 20\)"):
+        solver.replace(torch.tensor([True, False]), other)
