@@ -94,10 +94,9 @@ class ADMMSettings:
             core count by default); the results do not depend on it.
         refine_solve: one step of iterative refinement after each solve with the explicit inverse (two more n × n
             products per iteration; both backends). On (the default), the iterates follow osqp's to round-off and
-            the iteration counts match. Off, the solve's
-            error grows with the matrix's conditioning: in float64 Huber's counts drift by a check interval or two;
-            in float32 Portfolio, Lasso and Equality QP need 3–5× the iterations and Huber fails on a third of its
-            problems (``benchmarks/RESULTS.md``, RLQP).
+            the iteration counts match. Off, the solve's error grows with the matrix's conditioning: in float64
+            Huber's counts drift by a check interval or two; in float32 Portfolio, Lasso and Equality QP need 3–5×
+            the iterations and Huber fails on a third of its problems (``benchmarks/RESULTS.md``, RLQP).
     """
 
     rho: float = 0.1
@@ -281,8 +280,8 @@ class BatchedADMM:
             self.y = y.to(self.y).clone(memory_format=torch.contiguous_format)
 
     def _factor(self, which: torch.Tensor) -> None:
-        """Factor P + σI + Aᵀdiag(ρ)A for the problems in ``which`` ``(N,)`` bool: the numba backend keeps the
-        Cholesky factor; the torch backend keeps the inverse from it.
+        """(P + σI + Aᵀdiag(ρ)A)⁻¹ for the problems in ``which`` ``(N,)`` bool, from its Cholesky factor (both
+        backends; the numba backend in :func:`amorctl.solvers.admm_kernels.factor`).
 
         The explicit inverse (``torch.cholesky_inverse``) makes the per-iteration solve small matrix products,
         several times cheaper than a batched triangular solve per iteration; :meth:`iterate` adds one step of
