@@ -25,9 +25,11 @@ from torch import nn
 from amorctl.envs import RowLayout
 from amorctl.models import FullyAmortizedMLP, TanhBox
 
-PolicyKind = Literal["mlp", "rowwise", "rowwise_odd"]
+PolicyKind = Literal["mlp", "rowwise", "rowwise_odd", "rowwise_set"]
 """``mlp``: networks on the flat observation; ``rowwise``: one network per row of a :class:`~amorctl.envs.RowLayout`;
-``rowwise_odd``: the same with each row's action odd in the row's own features (:class:`RowwiseActor`)."""
+``rowwise_odd``: the same with each row's action odd in the row's own features (:class:`RowwiseActor`);
+``rowwise_set``: the ``rowwise`` actor with one joint critic over the rows (:class:`SetCritic`), for agents with a
+critic (an agent without one, behavioural cloning, builds the ``rowwise`` actor)."""
 
 
 def make_actor(observation_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> FullyAmortizedMLP:
@@ -168,7 +170,7 @@ class RowwiseActor(nn.Module):
         inputs = self.layout.row_inputs(obs)
         if not self.odd:
             return self.actor(inputs).flatten(-2)
-        rows = 2 * self.layout.row_features  # the row's features and their pooled mean
+        rows = self.layout.input_dim - self.layout.shared_features  # the row's features (and their pooled mean)
         flipped = torch.cat([-inputs[..., :rows], inputs[..., rows:]], dim=-1)
         body = self.actor.body
         return self.actor.projection(0.5 * (body(inputs) - body(flipped))).flatten(-2)
@@ -206,6 +208,46 @@ class RowwiseCritic(nn.Module):
         return q.unflatten(-1, (batch, rows))
 
 
+class SetCritic(nn.Module):
+    """A joint critic over the rows: Q(s, a) = ρ(mean_r φ(x_r, a_r)) (Deep Sets, Zaheer et al. 2017), E members.
+
+    :class:`RowwiseCritic` asks each row's value to explain the shared reward from that row's own features and
+    action, while the reward depends on every row's action: with many rows a row's own action explains almost
+    none of it, and what the critic fits is the common drift of all rows' actions (a per-row critic's TD3 can
+    then drive every row to the same saturated action). The set critic values the whole joint action: φ embeds
+    each row's input x_r (:meth:`RowLayout.row_inputs`) with its action, the mean over rows pools them
+    (permutation-invariant, any number of rows), and ρ maps the pool to one value. Its gradient reaches each
+    row's action through φ at that row's features, so rows in different states get different directions.
+
+    Returns the value once per row, ``(E, B, R)`` (or ``(B, R)`` for one ``member``), every row the same, so
+    that TD3's per-row targets and losses apply unchanged (they then average identical copies).
+    """
+
+    def __init__(self, layout: RowLayout, hidden_sizes: Sequence[int] = (256, 256), num_members: int = 2):
+        super().__init__()
+        self.layout, self.num_members = layout, num_members
+        embed = [layout.input_dim + layout.row_actions, *hidden_sizes]
+        self.embed = nn.ModuleList(EnsembleLinear(num_members, i, o) for i, o in itertools.pairwise(embed))
+        width = embed[-1]
+        self.head = nn.ModuleList([EnsembleLinear(num_members, width, width), EnsembleLinear(num_members, width, 1)])
+
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, member: int | None = None, frozen: bool = False
+    ) -> torch.Tensor:
+        """The joint value of a batch (B, ·), repeated per row: (E, B, R), or (B, R) for one ``member``."""
+        inputs = self.layout.row_inputs(obs)
+        batch, rows = inputs.shape[:2]
+        actions = action.unflatten(-1, (rows, self.layout.row_actions))
+        x = torch.cat([inputs, actions], dim=-1).flatten(0, 1)
+        if member is None:
+            x = x.expand(self.num_members, *x.shape)
+        for layer in self.embed:
+            x = torch.relu(layer(x, member, frozen))
+        x = torch.relu(self.head[0](x.unflatten(-2, (batch, rows)).mean(-2), member, frozen))
+        q = self.head[1](x, member, frozen)
+        return q.expand(*q.shape[:-1], rows)
+
+
 def _layout(env_or_layout: object, policy: PolicyKind) -> RowLayout | None:
     if policy == "mlp":
         return None
@@ -225,7 +267,7 @@ def build_actor(env: object, hidden_sizes: Sequence[int], policy: PolicyKind = "
                 gaussian: bool = False) -> nn.Module:
     """The actor of ``policy`` for ``env`` (its ``observation_dim``, ``action_dim`` and ``row_layout``): a tanh-MLP
     (:func:`make_actor`) or, with ``gaussian``, a :class:`SquashedGaussianActor`; per row (:class:`RowwiseActor`)
-    for ``rowwise`` and ``rowwise_odd``.
+    for ``rowwise``, ``rowwise_odd`` and ``rowwise_set``.
 
     Raises ``ValueError`` for a per-row policy on an environment without a row layout, and for ``rowwise_odd``
     with ``gaussian``."""
@@ -237,8 +279,11 @@ def build_actor(env: object, hidden_sizes: Sequence[int], policy: PolicyKind = "
 
 
 def build_critic(env: object, hidden_sizes: Sequence[int], num_members: int, policy: PolicyKind = "mlp") -> nn.Module:
-    """The critic ensemble of ``policy`` for ``env``: an :class:`EnsembleCritic`, or a :class:`RowwiseCritic`."""
+    """The critic ensemble of ``policy`` for ``env``: an :class:`EnsembleCritic`, a :class:`RowwiseCritic`, or for
+    ``rowwise_set`` a :class:`SetCritic`."""
     layout = _layout(env, policy)
     if layout is None:
         return EnsembleCritic(env.observation_dim, env.action_dim, hidden_sizes, num_members)
+    if policy == "rowwise_set":
+        return SetCritic(layout, hidden_sizes, num_members)
     return RowwiseCritic(layout, hidden_sizes, num_members)

@@ -106,7 +106,8 @@ class TD3(OffPolicyAlgorithm):
         hidden_sizes: hidden widths of actor and critics.
         policy: ``"mlp"`` (networks on the flat observation), ``"rowwise"`` (one actor applied to every row and
             a critic per row, for an environment with a :class:`~amorctl.envs.RowLayout`) or ``"rowwise_odd"``
-            (the same with actions odd in the rows' features); see :mod:`amorctl.agents.networks`.
+            (the same with actions odd in the rows' features), ``"rowwise_set"`` (the per-row actor with one joint
+            critic over the rows, :class:`~amorctl.agents.networks.SetCritic`); see :mod:`amorctl.agents.networks`.
         bc_alpha: α of the TD3+BC actor loss (:func:`td3_bc_actor_loss`, Fujimoto & Gu 2021; the paper uses 2.5):
             the actor also regresses onto the replay buffer's actions, which keeps a warm-started clone of an
             expert (whose noisy actions fill the buffer first) from being lost. ``None`` (default): the plain

@@ -110,6 +110,8 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "env.iterate.step_size_base": "range",
     "env.iterate.residual_scale": 1.0,
     "env.iterate.first_step": 0.01,
+    "env.admm.features": ["log_slack", "dual", "residual", "log_rho", "log_primal_ratio", "log_dual_ratio"],
+    "env.admm.row_mean": True,
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),

@@ -24,10 +24,11 @@ acts on QPs of any size and any class.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import torch
-from annotated_types import Gt
+from annotated_types import Gt, MinLen
 
 from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
 from amorctl.problems.qp import QPFamily
@@ -36,8 +37,9 @@ from amorctl.solvers.admm import ADMMSettings, BatchedADMM, Residuals, Status, r
 ActionMode = Literal["per_constraint", "scalar"]
 RewardMode = Literal["per_step", "log_residual"]
 
-FEATURES = ("log_slack", "dual", "residual", "log_rho", "log_primal_ratio", "log_dual_ratio")
-"""The features of one constraint row, in observation order (see :class:`ADMMEnv`)."""
+Feature = Literal["log_slack", "dual", "residual", "log_rho", "log_primal_ratio", "log_dual_ratio"]
+FEATURES: tuple[Feature, ...] = ("log_slack", "dual", "residual", "log_rho", "log_primal_ratio", "log_dual_ratio")
+"""Every feature of one constraint row (see :class:`ADMMEnv`), the observation's order by default."""
 
 LOG_CLIP = 8.0
 """log₁₀ features are clipped to ±this (slack, residual ratios)."""
@@ -52,6 +54,10 @@ class ADMMEnv(BatchedEnv):
     log₁₀(‖r_prim‖∞ / ε_prim) and log₁₀(‖r_dual‖∞ / ε_dual) (OSQP's residuals over their tolerances, clipped to
     ±8; the problem is solved when both are ≤ 0), repeated on every row. These are RLQP's per-constraint
     features plus the residual ratios that tell a per-row policy how far the whole problem is from done.
+    ``features`` selects some of them, in its order (the observation is then ``(N, m·len(features))``). With
+    ``row_mean=False`` the declared :class:`~amorctl.envs.base.RowLayout` is not pooled: a per-row policy then reads
+    each constraint's own features only, not also their mean over the QP's constraints (a summary that differs
+    from one QP class to another, where a policy trained on one class meets it out of distribution).
 
     **Action** in [−1, 1]: ``per_constraint`` (``action_dim = m``) sets ρ_i = 10^(a_i·``rho_log_range``) for
     every row; ``scalar`` (``action_dim = 1``) sets OSQP's vector from one ρ = 10^(a·``rho_log_range``)
@@ -74,6 +80,8 @@ class ADMMEnv(BatchedEnv):
         eps_abs, eps_rel: OSQP's termination tolerances (the issue's bar: 1e-6).
         rho_log_range: the action's scale: ρ ∈ [10^−range, 10^range].
         observation_clip: bound of the y and z − Ax features.
+        features: the row features observed, names of :data:`FEATURES` in observation order (default: all).
+        row_mean: whether per-row policies also read the mean of the rows' features (:attr:`row_layout`).
         device: where the problems and returned tensors live.
         dtype: the solver's dtype (observations are float32 regardless).
     """
@@ -91,6 +99,8 @@ class ADMMEnv(BatchedEnv):
         eps_rel: Annotated[float, Gt(0)] = 1e-6,
         rho_log_range: Annotated[float, Gt(0)] = 6.0,
         observation_clip: Annotated[float, Gt(0)] = 1e3,
+        features: Annotated[Sequence[Feature], MinLen(1)] = FEATURES,
+        row_mean: bool = True,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
     ):
@@ -104,6 +114,10 @@ class ADMMEnv(BatchedEnv):
                 f"action must be 'per_constraint' or 'scalar' and reward 'per_step' or 'log_residual', "
                 f"got {action!r} and {reward!r}"
             )
+        features = tuple(features)
+        if len(set(features)) != len(features) or not set(features) <= set(FEATURES):
+            raise ValueError(f"features must be distinct names of {FEATURES}, got {list(features)}")
+        self.features = features
         self.family, self.num_envs, self.device, self.dtype = family, num_envs, torch.device(device), dtype
         self.iterations_per_step, self.max_steps = iterations_per_step, max_steps
         self.action_mode, self.reward_mode = action, reward
@@ -116,9 +130,11 @@ class ADMMEnv(BatchedEnv):
         )
         self.name = f"admm/{type(family).__name__}"
         self.num_constraints = family.num_constraints
-        self.observation_dim = family.num_constraints * len(FEATURES)
+        self.observation_dim = family.num_constraints * len(features)
         self.action_dim = family.num_constraints if action == "per_constraint" else 1
-        self.row_layout = RowLayout(family.num_constraints, len(FEATURES)) if action == "per_constraint" else None
+        self.row_layout = (
+            RowLayout(family.num_constraints, len(features), pooled=row_mean) if action == "per_constraint" else None
+        )
         self.generator = torch.Generator(device=self.device)
         self.solver: BatchedADMM | None = None
         self._t = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
@@ -188,7 +204,7 @@ class ADMMEnv(BatchedEnv):
         return log_residual_ratios(residuals, self.settings)
 
     def _observe(self, residuals: Residuals) -> torch.Tensor:
-        return observe(self.solver, residuals, self.observation_clip)
+        return observe(self.solver, residuals, self.observation_clip, self.features)
 
 
 def start_residuals(solver: BatchedADMM) -> Residuals:
@@ -227,22 +243,21 @@ def log_residual_ratios(residuals: Residuals, settings: ADMMSettings) -> torch.T
     return torch.log10(ratios)
 
 
-def observe(solver: BatchedADMM, residuals: Residuals, observation_clip: float) -> torch.Tensor:
-    """The :class:`ADMMEnv` observation of ``solver``'s state, ``(N, m·6)`` float32 (see the class docstring),
-    with ``residuals`` those of the current iterate."""
+def observe(
+    solver: BatchedADMM, residuals: Residuals, observation_clip: float, features: Sequence[str] = FEATURES
+) -> torch.Tensor:
+    """The :class:`ADMMEnv` observation of ``solver``'s state, ``(N, m·len(features))`` float32 (see the class
+    docstring), with ``residuals`` those of the current iterate."""
     qp, clip = solver.qp, observation_clip
-    m = qp.num_constraints
     Ax = torch.matmul(solver.x.unsqueeze(-2), qp.A.mT).squeeze(-2)
     slack = torch.minimum(solver.z - qp.lower, qp.upper - solver.z).clamp(10**-LOG_CLIP, 10**LOG_CLIP)
-    ratios = log_residual_ratios(residuals, solver.settings).unsqueeze(1).expand(-1, m, 2)
-    features = torch.cat(
-        [
-            torch.log10(slack).unsqueeze(-1),
-            solver.y.clamp(-clip, clip).unsqueeze(-1),
-            (solver.z - Ax).clamp(-clip, clip).unsqueeze(-1),
-            torch.log10(solver.rho).unsqueeze(-1),
-            ratios,
-        ],
-        -1,
-    )
-    return features.reshape(solver.x.shape[0], m * len(FEATURES)).to(torch.float32)
+    ratios = log_residual_ratios(residuals, solver.settings)
+    columns = {
+        "log_slack": lambda: torch.log10(slack),
+        "dual": lambda: solver.y.clamp(-clip, clip),
+        "residual": lambda: (solver.z - Ax).clamp(-clip, clip),
+        "log_rho": lambda: torch.log10(solver.rho),
+        "log_primal_ratio": lambda: ratios[:, :1].expand_as(slack),
+        "log_dual_ratio": lambda: ratios[:, 1:].expand_as(slack),
+    }
+    return torch.stack([columns[name]() for name in features], -1).flatten(-2).to(torch.float32)

@@ -35,17 +35,20 @@ class RowLayout:
         row_features: F, the features of one row.
         shared_features: S, the features every row sees (scalars of the whole state).
         row_actions: the actions of one row.
+        pooled: whether a row's input also holds the mean of every row's features (a summary of the whole set);
+            without it a row's action depends on its own features and the shared ones only.
     """
 
     rows: int
     row_features: int
     shared_features: int = 0
     row_actions: int = 1
+    pooled: bool = True
 
     @property
     def input_dim(self) -> int:
         """The width of one row's input (:meth:`row_inputs`): its features, the rows' mean, the shared ones."""
-        return 2 * self.row_features + self.shared_features
+        return (2 if self.pooled else 1) * self.row_features + self.shared_features
 
     def rows_of(self, observation_dim: int) -> int:
         """R for flat observations of width ``observation_dim``; ``ValueError`` if that width fits no R ≥ 1."""
@@ -57,11 +60,14 @@ class RowLayout:
 
     def row_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """``(..., D)`` → ``(..., R, 2F + S)``: each row's features, the mean of every row's features (a pooled,
-        permutation-invariant summary of the set, as in Deep Sets) and the shared features."""
+        permutation-invariant summary of the set, as in Deep Sets; not with ``pooled=False``: ``(..., R, F + S)``)
+        and the shared features."""
         rows = self.rows_of(obs.shape[-1])
         split = self.row_features * rows
         per_row = obs[..., :split].unflatten(-1, (rows, self.row_features))
         shared = obs[..., split:].unsqueeze(-2).expand(*per_row.shape[:-1], self.shared_features)
+        if not self.pooled:
+            return torch.cat([per_row, shared], dim=-1)
         pooled = per_row.mean(-2, keepdim=True).expand_as(per_row)
         return torch.cat([per_row, pooled, shared], dim=-1)
 

@@ -13,7 +13,11 @@ eps_abs = eps_rel = :data:`TOLERANCE` by
   batched solver implements), one problem at a time;
 - ``osqp_default``: the ``osqp`` package with its default settings (Ruiz scaling on);
 - ``fixed``: the batched ADMM with the best fixed ρ of :data:`FIXED_RHO_GRID`, the one with the lowest
-  median iterations on *tuning* problems (another seed) of the same class.
+  median iterations on *tuning* problems (another seed) of the same class;
+- ``active_set``: the batched ADMM with the hand-written two-level rule of
+  :class:`~amorctl.solvers.ActiveSetRho` (ρ = 10 on constraints at a bound, 0.1 elsewhere, reset at the policy's
+  decision interval) — not a baseline of the bar, the reference that tells what a learned per-row policy adds to
+  the plain active-set idea.
 
 Termination is checked every ``check_every`` iterations (default :data:`CHECK_EVERY`; the gcd with the policy's
 decision interval) by the batched solvers and by ``osqp`` (with its adaptive interval held at OSQP's 50, which
@@ -39,13 +43,13 @@ from typing import Any
 
 import torch
 
-from amorctl.envs.admm import log_residual_ratios, observe, rho_from_action, start_residuals
+from amorctl.envs.admm import FEATURES, log_residual_ratios, observe, rho_from_action, start_residuals
 from amorctl.eval.seeds import HELDOUT_SEED_OFFSET, TUNING_SEED_OFFSET
 from amorctl.eval.timing import clock_of
 from amorctl.problems.qp import QPBatch, make_qp_family, osqp_solve
 from amorctl.run.atomic import atomic_write_text
 from amorctl.run.config import resolve_device
-from amorctl.solvers import ADMMSettings, BatchedADMM, OSQPAdaptiveRho
+from amorctl.solvers import ActiveSetRho, ADMMSettings, BatchedADMM, OSQPAdaptiveRho
 from amorctl.solvers.admm import Residuals, Status
 from amorctl.solvers.rho import RhoRule
 
@@ -73,7 +77,7 @@ default, 25, would round every count up to a multiple of 25, too coarse to tell 
 ADAPTIVE_INTERVAL = 50
 """OSQP's adaptive-ρ interval with its default check interval (and :class:`~amorctl.solvers.OSQPAdaptiveRho`'s)."""
 
-METHODS = ("policy", "adaptive", "osqp", "osqp_default", "fixed")
+METHODS = ("policy", "adaptive", "osqp", "osqp_default", "fixed", "active_set")
 """The rows of the table, in order."""
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -89,6 +93,7 @@ class PolicyRho(RhoRule):
         self.interval = int(env_options["iterations_per_step"])
         self.mode, self.rho_log_range = env_options["action"], float(env_options["rho_log_range"])
         self.observation_clip = float(env_options["observation_clip"])
+        self.features = tuple(env_options.get("features", FEATURES))
 
     def start(self, solver: BatchedADMM) -> None:
         """The policy's action at iteration 0."""
@@ -96,7 +101,7 @@ class PolicyRho(RhoRule):
 
     @torch.no_grad()
     def update(self, solver: BatchedADMM, residuals: Residuals) -> None:
-        action = self.policy(observe(solver, residuals, self.observation_clip))
+        action = self.policy(observe(solver, residuals, self.observation_clip, self.features))
         rho, scalar = rho_from_action(action, solver.types, self.mode, self.rho_log_range)
         solver.set_rho(rho, scalar=scalar)
 
@@ -139,7 +144,7 @@ def _batched(qp: QPBatch, settings: ADMMSettings, rule: RhoRule | None) -> dict[
     torch.set_num_threads(1)
     start = clock()
     solver = BatchedADMM(qp, settings)
-    if isinstance(rule, PolicyRho):
+    if rule is not None:
         rule.start(solver)
     solver.solve(recorder)
     seconds = clock() - start
@@ -234,6 +239,9 @@ def compare_class(
         "osqp": _osqp(heldout, max_iterations, every),
         "osqp_default": _osqp(heldout, max_iterations, None),
         "fixed": _batched(heldout, _settings(every, max_iterations, rho), None),
+        "active_set": _batched(
+            heldout, _settings(every, max_iterations), ActiveSetRho(interval=int(env_options["iterations_per_step"]))
+        ),
     }
     rows = {
         method: _summary(result) | ({"curve": result["curve"]} if "curve" in result else {})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from amorctl.solvers.admm import ADMMSettings, BatchedADMM, ConstraintType, Residuals, Status, rho_vector
-from amorctl.solvers.rho import FixedRho, OSQPAdaptiveRho, RhoRule, osqp_rho_estimate
+from amorctl.solvers.rho import ActiveSetRho, FixedRho, OSQPAdaptiveRho, RhoRule, osqp_rho_estimate
 
 __all__ = [
     "ADMMSettings",
+    "ActiveSetRho",
     "BatchedADMM",
     "ConstraintType",
     "FixedRho",

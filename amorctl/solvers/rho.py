@@ -19,6 +19,10 @@ class RhoRule(ABC):
 
     interval: int | None
 
+    def start(self, solver: BatchedADMM) -> None:  # noqa: B027  (an optional hook: most rules keep the settings' ρ)
+        """Set ρ before the first iteration of a solve from scratch (default: leave the settings' ρ); called by
+        whoever starts the solve (the learned-ρ comparison), not by :meth:`BatchedADMM.solve`."""
+
     @abstractmethod
     def update(self, solver: BatchedADMM, residuals: Residuals) -> None:
         """Change ``solver``'s ρ (through :meth:`BatchedADMM.set_rho`) from the residuals just measured."""
@@ -68,3 +72,33 @@ class OSQPAdaptiveRho(RhoRule):
         estimate = osqp_rho_estimate(rho, residuals)
         change = (estimate > rho * self.tolerance) | (estimate < rho / self.tolerance)
         solver.set_rho(rho_vector(estimate, solver.types), which=change, scalar=estimate)
+
+
+class ActiveSetRho(RhoRule):
+    """A two-level ρ per constraint from the active set: every ``interval`` iterations, ρ_i = ``high`` on the rows
+    whose z_i is at a bound or outside (min(z_i − l_i, u_i − z_i) ≤ ``tolerance``·max(‖z‖∞, 1): equality rows
+    always) and ``low`` on the others (:meth:`start`, before any iteration, reads the cold start z = 0).
+
+    Not an OSQP rule: the hand-written form of what RLQP's learned per-constraint policies do (a large ρ where a
+    constraint binds, a small one where it does not — Ichnowski et al. 2021; OSQP's 10³ρ on equality rows is the
+    fixed-ρ version of it), kept as the reference a learned ρ policy is read against.
+    """
+
+    def __init__(self, high: float = 10.0, low: float = 0.1, interval: int = 25, tolerance: float = 1e-6):
+        if not (RHO_MIN <= low <= high <= RHO_MAX) or interval < 1 or not tolerance > 0:
+            raise ValueError(
+                f"ActiveSetRho needs {RHO_MIN:g} <= low <= high <= {RHO_MAX:g}, interval >= 1 and tolerance > 0, "
+                f"got low={low}, high={high}, interval={interval}, tolerance={tolerance}"
+            )
+        self.high, self.low, self.interval, self.tolerance = high, low, interval, tolerance
+
+    def start(self, solver: BatchedADMM) -> None:
+        """Set ρ from the cold start, before the first iteration."""
+        self.update(solver, solver.residuals())
+
+    def update(self, solver: BatchedADMM, residuals: Residuals) -> None:
+        qp, z = solver.qp, solver.z
+        slack = torch.minimum(z - qp.lower, qp.upper - z)
+        scale = z.abs().amax(-1, keepdim=True).clamp_min(1.0)
+        active = slack <= self.tolerance * scale
+        solver.set_rho(torch.full_like(solver.rho, self.low).masked_fill_(active, self.high))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from device_under_test import TEST_DEVICE
 
-from amorctl.agents.networks import RowwiseActor, RowwiseCritic, build_actor, build_critic
+from amorctl.agents.networks import RowwiseActor, RowwiseCritic, SetCritic, build_actor, build_critic
 from amorctl.agents.sac import SAC
 from amorctl.agents.td3 import TD3, clipped_double_q_target
 from amorctl.envs import IterateEnv, RowLayout
@@ -181,3 +181,22 @@ def test_the_shipped_coordinatewise_config_trains_and_its_policy_evaluates_at_an
     env = IterateEnv(make_problem(name="quadratic", dim=7), 2, device=TEST_DEVICE, **dict(loaded.config.env.iterate))
     assert loaded.policy(env.reset(seed=0)).shape == (2, 7)
     loaded.learner.close()
+
+
+def test_the_set_critic_values_the_joint_action_for_any_number_of_rows():
+    """rowwise_set: one joint value per (s, a), repeated on every row, invariant to permuting the rows, defined
+    for any R, and its gradient gives rows in different states different directions."""
+    torch.manual_seed(0)
+    layout = RowLayout(rows=5, row_features=3, pooled=False)
+    critic = SetCritic(layout, hidden_sizes=(16, 16), num_members=2)
+    obs, action = torch.randn(4, 15), torch.randn(4, 5)
+    q = critic(obs, action)
+    assert q.shape == (2, 4, 5) and torch.equal(q, q[..., :1].expand_as(q))
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    permuted = critic(obs.unflatten(-1, (5, 3))[:, perm].flatten(-2), action[:, perm])
+    assert torch.allclose(permuted, q, atol=1e-6)
+    assert critic(torch.randn(4, 24), torch.randn(4, 8)).shape == (2, 4, 8)
+    grad_action = action.clone().requires_grad_(True)
+    critic(obs, grad_action, member=0, frozen=True).mean().backward()
+    assert all(p.grad is None for p in critic.parameters())  # frozen: the actor's loss trains no critic weight
+    assert grad_action.grad.abs().sum() > 0 and not torch.allclose(grad_action.grad, grad_action.grad[:, :1])

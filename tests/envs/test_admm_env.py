@@ -157,3 +157,19 @@ def test_single_instance_form_passes_the_gymnasium_and_sb3_checks():
         if terminated or truncated:
             break
     assert terminated and info["solved"] and info["iterations"] == 5 * lengths and reward == -1.0
+
+
+def test_a_feature_selection_observes_those_columns_in_its_order():
+    full = ADMMEnv(FAMILY, num_envs=2, iterations_per_step=3)
+    chosen = ("log_rho", "log_slack")
+    some = ADMMEnv(FAMILY, num_envs=2, iterations_per_step=3, features=chosen)
+    m = FAMILY.num_constraints
+    assert some.observation_dim == 2 * m and some.row_layout.row_features == 2
+    action = torch.linspace(-0.5, 0.5, m).repeat(2, 1)
+    full.reset(seed=1), some.reset(seed=1)
+    rows_full = full.step(action)[0].reshape(2, m, len(FEATURES))
+    rows_some = some.step(action)[0].reshape(2, m, 2)
+    assert torch.equal(rows_some, rows_full[..., [FEATURES.index(name) for name in chosen]])
+    for bad in (("log_slack", "log_slack"), ("slack",)):
+        with pytest.raises(ValueError, match="features"):
+            ADMMEnv(FAMILY, features=bad)

@@ -281,6 +281,8 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("admm-iterations-0", ADMM, ["env.admm.iterations_per_step=0"], "'env.admm.iterations_per_step'"),
     ("admm-eps-nan", ADMM, ["env.admm.eps_abs=.nan"], "'env.admm.eps_abs'"),
     ("admm-range-negative", ADMM, ["env.admm.rho_log_range=-2"], "'env.admm.rho_log_range'"),
+    ("admm-feature-unknown", ADMM, ["env.admm.features=[log_slack, slack]"], "'env.admm.features"),
+    ("admm-features-empty", ADMM, ["env.admm.features=[]"], "'env.admm.features'"),
     ("admm-with-iterate-key", ADMM, ["env.iterate={max_iterations: 3}"], "'env.iterate'"),
     # --------------------------------------------------------------------------- td3: env (iterate)
     # ------------------------------------------------------------------------------ td3: env (mjwarp)
