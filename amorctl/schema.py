@@ -110,6 +110,7 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "env.iterate.step_size_base": "range",
     "env.iterate.residual_scale": 1.0,
     "env.iterate.first_step": 0.01,
+    "env.iterate.ritz_memory": 0,
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),
