@@ -394,7 +394,7 @@ class LimitedMemorySteepestDescent(BatchedOptimizer):
     (nearly dependent updates, non-positive curvature) takes the sweep's shortest valid step, or ``step_size``
     where there is none; every step is clipped to [``min_step``, ``max_step``]. Steps go through the family's
     :func:`descent_step_rule` (projected or proximal forms). All problems of the batch keep the same sweep
-    schedule, so the schedule is two counters shared by the batch.
+    schedule, so the schedule is three counters shared by the batch (pairs stored, next index, sweep length).
     """
 
     name = "lmsd"
