@@ -4,8 +4,10 @@ An expert is ``expert(env, obs) -> actions in [-1, 1]`` for the N copies of ``en
 Registered kinds (``expert.kind`` in a config): ``run``, the deterministic policy of a trained run of
 any agent (distillation, e.g. into a smaller network); ``barzilai_borwein``, the Barzilai–Borwein step
 size of gradient descent on an :class:`~amorctl.envs.IterateEnv` (a classical solver rule; in
-``update`` mode the gradient step it makes); ``mpc``, the model-predictive controller of the pendulum control task
-(:class:`~amorctl.envs.PendulumControlEnv`). A plugin adds one with :func:`register_expert`.
+``update`` mode the gradient step it makes); ``lmsd``, the step of limited-memory steepest descent
+(Fletcher 2012) on an :class:`~amorctl.envs.IterateEnv` with ``ritz_memory`` > 0; ``mpc``, the
+model-predictive controller of the pendulum control task (:class:`~amorctl.envs.PendulumControlEnv`). A plugin
+adds one with :func:`register_expert`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,24 @@ def make_barzilai_borwein(section: BarzilaiBorweinConfig, device: torch.device) 
     return expert
 
 
+class LMSDExpertConfig(Section):
+    """``expert.kind: lmsd``: the next step of limited-memory steepest descent (Fletcher 2012) on an iterate
+    environment with ``ritz_memory`` > 0 (the memory is the environment's; see
+    :meth:`~amorctl.envs.IterateEnv.lmsd_action`), ``fallback_step`` before an episode's first update."""
+
+    kind: Literal["lmsd"] = "lmsd"
+    fallback_step: PositiveFloat = 0.01
+
+
+def make_lmsd(section: LMSDExpertConfig, device: torch.device) -> Expert:
+    def expert(env: BatchedEnv, obs: torch.Tensor) -> torch.Tensor:
+        if not hasattr(env, "lmsd_action"):
+            raise ValueError(f"the LMSD expert needs an iterate environment, not {env.name}")
+        return env.lmsd_action(section.fallback_step)
+
+    return expert
+
+
 class MPCExpertConfig(Section):
     """``expert.kind: mpc``: the model-predictive controller of the ``pendulum_mpc`` control task — the first
     torque of the family's reference solution from the current state."""
@@ -97,6 +117,7 @@ def make_mpc_expert(section: MPCExpertConfig, device: torch.device) -> Expert:
 
 register_expert("run", RunExpertConfig, make_run_expert)
 register_expert("barzilai_borwein", BarzilaiBorweinConfig, make_barzilai_borwein)
+register_expert("lmsd", LMSDExpertConfig, make_lmsd)
 register_expert("mpc", MPCExpertConfig, make_mpc_expert)
 
 

@@ -324,6 +324,132 @@ class BarzilaiBorweinShort(BarzilaiBorwein):
     long_step = False
 
 
+def ritz_values(steps: torch.Tensor, gradient_changes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ritz values of the Hessian on the span of the last updates, from updates and gradient changes alone.
+
+    For rows ``(..., k, n)`` of updates s_j and the gradient changes z_j they caused (on f = ½yᵀAy − bᵀy,
+    z_j = A s_j), the Ritz values θ are the eigenvalues of the pencil (Sᵀ Z, Sᵀ S), i.e. of A restricted to
+    span{s_j} (Rayleigh–Ritz; Fletcher 2012, "A limited memory steepest descent method", Math. Program.,
+    where the s_j are multiples of the back gradients, so the span is theirs). No Hessian is touched: Sᵀ Z is
+    symmetrized, the updates are normalized, and the Gram matrix Sᵀ S is inverted on its numerically
+    nonsingular part only (eigenvalues above the input dtype's eps times its largest), which drops zero
+    (unfilled) slots and nearly dependent updates. The small eigenproblems are solved in float64 whatever the
+    input dtype (in float32 they alone made a 10-d quadratic diverge at memory 10). With one pair,
+    θ = sᵀz / sᵀs = 1 / BB1.
+
+    Returns ``(theta, valid)``, both ``(..., k)``: θ sorted from largest to smallest, ``valid`` where θ is a
+    positive curvature of a kept direction (false for dropped directions and non-positive curvature).
+    """
+    dtype = steps.dtype
+    steps, gradient_changes = steps.double(), gradient_changes.double()
+    norms = torch.linalg.vector_norm(steps, dim=-1, keepdim=True)
+    kept = (norms > 0) & torch.isfinite(norms) & torch.isfinite(gradient_changes).all(-1, keepdim=True)
+    scale = torch.where(kept, 1.0 / torch.where(kept, norms, 1.0), 0.0)
+    s, z = steps * scale, torch.where(kept, gradient_changes * scale, 0.0)
+    gram = s @ s.transpose(-1, -2)
+    curvature = s @ z.transpose(-1, -2)
+    curvature = 0.5 * (curvature + curvature.transpose(-1, -2))
+    tolerance = torch.finfo(dtype).eps
+    weights, basis = torch.linalg.eigh(gram)
+    nonsingular = weights > tolerance * weights[..., -1:].clamp_min(0.0)
+    whiten = basis * torch.where(nonsingular, weights.clamp_min(tolerance).rsqrt(), 0.0).unsqueeze(-2)
+    theta = torch.linalg.eigvalsh(whiten.transpose(-1, -2) @ curvature @ whiten).flip(-1)
+    valid = theta > tolerance * theta[..., :1].abs()
+    return theta.to(dtype), valid
+
+
+def lmsd_sweep(
+    steps: torch.Tensor,
+    gradient_changes: torch.Tensor,
+    fallback: float | torch.Tensor,
+    min_step: float = BB_MIN_STEP,
+    max_step: float = BB_MAX_STEP,
+) -> torch.Tensor:
+    """A sweep of limited-memory steepest descent from the stored pairs ``(B, m, n)``: step sizes ``(B, m)``.
+
+    1/θ for the :func:`ritz_values` θ₁ ≥ … ≥ θ_m, i.e. shortest step first; a slot without a valid Ritz value
+    takes the sweep's shortest valid step, or ``fallback`` (a number or a ``(B, 1)`` column) where there is
+    none; all clipped to [``min_step``, ``max_step``]."""
+    theta, valid = ritz_values(steps, gradient_changes)
+    sweep = torch.where(valid, 1.0 / torch.where(valid, theta, 1.0), math.inf)
+    shortest = sweep.min(-1, keepdim=True).values
+    fallback = torch.as_tensor(fallback, dtype=sweep.dtype, device=sweep.device).expand(sweep.shape[0], 1)
+    shortest = torch.where(torch.isfinite(shortest), shortest, fallback)
+    return torch.where(valid, sweep, shortest).clamp(min_step, max_step)
+
+
+class LimitedMemorySteepestDescent(BatchedOptimizer):
+    """Limited-memory steepest descent (LMSD; Fletcher 2012, Math. Program. 135), batched, in sweeps.
+
+    Gradient descent whose step sizes come in sweeps: at the start of a sweep the Ritz values θ₁ ≥ … ≥ θ_k
+    of the Hessian on the span of the last k = min(``memory``, iterations so far) updates are computed
+    (:func:`ritz_values`, from the stored updates and gradient changes only) and the sweep takes the k steps
+    1/θ₁, …, 1/θ_k, shortest first. On a quadratic the last ``memory`` gradients span a Krylov space, the
+    θ are the Lanczos estimates of the extreme eigenvalues, and the gradient after a whole sweep is
+    ∏ᵢ(I − A/θᵢ) g whatever the order; with ``memory`` ≥ n the space becomes invariant and one further
+    sweep solves the problem up to rounding. With ``memory=1`` every step is 1/θ = BB1 (:class:`BarzilaiBorweinLong`).
+
+    Safeguards as in :class:`BarzilaiBorwein`: the first step is ``step_size`` (tuned by :func:`tune_step_size`;
+    the sweeps then grow 1, 1, 2, 4, … up to ``memory`` steps); a slot of a sweep without a valid Ritz value
+    (nearly dependent updates, non-positive curvature) takes the sweep's shortest valid step, or ``step_size``
+    where there is none; every step is clipped to [``min_step``, ``max_step``]. Steps go through the family's
+    :func:`descent_step_rule` (projected or proximal forms). All problems of the batch keep the same sweep
+    schedule, so the schedule is three counters shared by the batch (pairs stored, next index, sweep length).
+    """
+
+    name = "lmsd"
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        step_size: float | torch.Tensor = 0.01,
+        memory: int = 5,
+        min_step: float = BB_MIN_STEP,
+        max_step: float = BB_MAX_STEP,
+    ):
+        super().__init__(problem, step_size=step_size)
+        _check(isinstance(memory, int) and memory >= 1, "memory", "a positive integer", memory)
+        _check(0.0 < min_step <= max_step < math.inf, "min_step, max_step", "0 < min_step <= max_step < inf",
+               (min_step, max_step))
+        self.memory, self.min_step, self.max_step = memory, min_step, max_step
+        self._rule = descent_step_rule(problem)
+
+    def init(self, y, x):
+        history = y.new_zeros(y.shape[0], self.memory, y.shape[1])
+        counter = y.new_zeros((), dtype=torch.long).new_tensor
+        return {**super().init(y, x), "gradient": descent_gradient(self.problem, y, x),
+                "steps": history, "gradient_changes": history.clone(),  # oldest first, zeros until filled
+                "sweep": y.new_zeros(y.shape[0], self.memory), "pairs": counter(0), "position": counter(0),
+                "length": counter(0)}  # the sweep's steps, the next one's index and how many it has
+
+    def sweep_steps(self, state: State) -> torch.Tensor:
+        """The next sweep's step sizes ``(B, memory)`` from the stored pairs (:func:`lmsd_sweep`)."""
+        return lmsd_sweep(state["steps"], state["gradient_changes"], state["step_size"], self.min_step, self.max_step)
+
+    def step(self, y, x, state):
+        pairs, position, length = int(state["pairs"]), int(state["position"]), int(state["length"])
+        sweep = state["sweep"]
+        if pairs == 0:
+            step = state["step_size"].expand(y.shape[0], 1)
+        else:
+            if position >= length:  # a new sweep, over every stored pair
+                sweep, position, length = self.sweep_steps(state), 0, min(pairs, self.memory)
+            step = sweep[:, position : position + 1]
+            position += 1
+        new_y = self._rule(self.problem, y, x, step, gradient=state["gradient"])
+        new_gradient = descent_gradient(self.problem, new_y, x)
+
+        def push(history: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
+            return torch.cat([history[:, 1:], newest.unsqueeze(1)], dim=1)
+
+        counter = state["pairs"].new_tensor
+        return new_y, {**state, "gradient": new_gradient, "steps": push(state["steps"], new_y - y),
+                       "gradient_changes": push(state["gradient_changes"], new_gradient - state["gradient"]),
+                       "sweep": sweep, "position": counter(position), "length": counter(length),
+                       "pairs": counter(pairs + 1)}
+
+
 class LBFGS(BatchedOptimizer):
     """Limited-memory BFGS with the two-loop recursion, batched, and a backtracking line search.
 
@@ -546,7 +672,7 @@ class FISTA(_ProximalGradient):
 OPTIMIZERS: dict[str, type[BatchedOptimizer]] = {
     cls.name: cls
     for cls in (GradientDescent, ProjectedGradientDescent, HeavyBall, Nesterov, Adam, BarzilaiBorweinLong,
-                BarzilaiBorweinShort, LBFGS, ISTA, FISTA)
+                BarzilaiBorweinShort, LimitedMemorySteepestDescent, LBFGS, ISTA, FISTA)
 }
 
 

@@ -112,6 +112,7 @@ KEYS_ADDED_LATER: dict[str, Any] = {
     "env.iterate.first_step": 0.01,
     "env.admm.features": ["log_slack", "dual", "residual", "log_rho", "log_primal_ratio", "log_dual_ratio"],
     "env.admm.row_mean": True,
+    "env.iterate.ritz_memory": 0,
 }
 """Config keys introduced after run directories existed, with the value that reproduces the versions
 before them: a ``config.yaml`` written before a key existed may lack it (and resolves to that value),

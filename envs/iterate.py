@@ -19,7 +19,7 @@ from annotated_types import Ge, Gt
 from pydantic import AllowInfNan
 
 from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
-from amorctl.optimizers import BB_MAX_STEP, BB_MIN_STEP, barzilai_borwein_steps
+from amorctl.optimizers import BB_MAX_STEP, BB_MIN_STEP, barzilai_borwein_steps, lmsd_sweep
 from amorctl.problems.base import Problem, ProblemArgumentError
 
 ActionMode = Literal["update", "step_size"]
@@ -30,7 +30,7 @@ Seeding = Literal["shared", "per_row"]
 Layout = Literal["blocks", "rows"]
 InitSpec = Literal["zeros", "random"] | Callable[[torch.Tensor], torch.Tensor]
 Block = Literal["iterate", "gradient", "objective", "stationarity", "budget", "update_history",
-                "gradient_history", "secant_update", "secant", "context"]
+                "gradient_history", "secant_update", "secant", "ritz", "context"]
 _PositiveInt = Annotated[int, Gt(0)]
 _NonNegativeInt = Annotated[int, Ge(0)]
 _Positive = Annotated[float, Gt(0)]
@@ -38,8 +38,9 @@ _Positive = Annotated[float, Gt(0)]
 _NonNegative = Annotated[float, Ge(0)]
 
 OMITTABLE_BLOCKS = ("iterate", "gradient", "objective", "stationarity", "budget", "update_history",
-                    "gradient_history", "secant_update", "secant", "context")
-"""Observation block names, in observation order (``secant_update``, ``secant`` and ``context`` only when enabled)."""
+                    "gradient_history", "secant_update", "secant", "ritz", "context")
+"""Observation block names, in observation order (``secant_update``, ``secant``, ``ritz`` and ``context`` only
+when enabled)."""
 
 COORDINATE_BLOCKS = ("iterate", "gradient", "update_history", "gradient_history", "secant_update")
 """The blocks with entries per coordinate of y; with ``observation_layout="rows"`` they form each coordinate's row."""
@@ -86,8 +87,8 @@ class IterateEnv(BatchedEnv):
     families and ∇f otherwise.
 
     **Observation** (float32, ``observation_dim = 3 + (2 + 2H)·n + (n if secant_update)
-    + (3 if secant_features) + (m if include_context)`` less the blocks named in ``omit_blocks``, n =
-    ``solution_dim``, m = ``context_dim``, H = ``history``), in this order
+    + (3 if secant_features) + (2M if ritz_memory = M > 0) + (m if include_context)`` less the blocks named in
+    ``omit_blocks``, n = ``solution_dim``, m = ``context_dim``, H = ``history``), in this order
     (:attr:`observation_slices` names each block):
 
     ======================  ======  ===========================================================
@@ -112,6 +113,12 @@ class IterateEnv(BatchedEnv):
                                     with s = y_t − y_{t−1} and z = ∇f(y_t) − ∇f(y_{t−1}), the flag
                                     [sᵀz > 0] and, where it is 1, log(sᵀs / sᵀz) and log(sᵀz / zᵀz),
                                     the logs of the two Barzilai–Borwein step sizes (0 otherwise)
+    ``ritz``                2M      (``ritz_memory=M`` > 0 only) the curvature history of limited-memory steepest
+                                    descent (LMSD, Fletcher 2012): the current sweep's M step sizes
+                                    α_i = 1/θ_i from the Ritz values θ₁ ≥ … ≥ θ_M of the Hessian on the
+                                    span of the last M updates (:func:`~amorctl.optimizers.lmsd_sweep`),
+                                    as log(α_i / α_base) (log α_i with ``step_size_base="range"``; 0 in
+                                    slots beyond the sweep), then a one-hot of the sweep's next index
     ``context``             m       the raw context x (``include_context=True`` only)
     ======================  ======  ===========================================================
 
@@ -124,6 +131,11 @@ The ``secant`` block hands the policy what the signed-log history blocks hide: i
 the secant pair, i.e. the inverse curvature 1/λ of the objective along the last update, on the log
 scale of the ``step_size`` action (a Barzilai–Borwein step is then one affine map away). An MLP
 cannot compute such inner products from element-wise signed logs with any accuracy.
+The ``ritz`` block goes further back: the environment runs LMSD's sweep schedule beside whatever the policy
+does (a sweep of k = min(M, updates so far) steps starts, from the last k updates and gradient changes,
+whenever the previous one is used up: lengths 1, 1, 2, 4, …, M), so a step-size policy sees the Ritz
+values of several past updates, which the last secant pair alone cannot give, and
+:meth:`lmsd_action` is LMSD's own step as an expert to imitate.
 
     **Per-coordinate layout.** ``observation_layout="rows"`` (with ``action="update"``) orders the same
     entries coordinate by coordinate, for a coordinatewise learned optimizer (Andrychowicz et al. 2016; one
@@ -215,6 +227,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         include_context: bool = False,
         secant_features: bool = False,
         secant_update: bool = False,
+        ritz_memory: _NonNegativeInt = 0,
         omit_blocks: tuple[Block, ...] = (),
         observation_layout: Layout = "blocks",
         solve: bool | None = None,
@@ -237,6 +250,8 @@ cannot compute such inner products from element-wise signed logs with any accura
         _check(isinstance(max_iterations, int) and max_iterations >= 1, "max_iterations", "a positive integer",
                max_iterations)
         _check(isinstance(history, int) and history >= 0, "history", "a non-negative integer", history)
+        _check(isinstance(ritz_memory, int) and ritz_memory >= 0, "ritz_memory", "a non-negative integer",
+               ritz_memory)
         _check(action in ("update", "step_size"), "action", "'update' or 'step_size'", action)
         _check(0 < action_scale < math.inf, "action_scale", "a positive finite number", action_scale)
         _check(update_scaling in ("fixed", "gradient"), "update_scaling", "'fixed' or 'gradient'", update_scaling)
@@ -290,6 +305,7 @@ cannot compute such inner products from element-wise signed logs with any accura
         self.reward_mode, self.convergence, self.tolerance = reward, convergence, float(tolerance)
         self.init, self.init_scale, self.include_context = init, float(init_scale), include_context
         self.secant_features, self.secant_update = bool(secant_features), bool(secant_update)
+        self.ritz_memory = ritz_memory
         self.omit_blocks = omit_blocks
         self.uses_solver = bool(solve)
         self.gap_floor, self.divergence_threshold = float(gap_floor), float(divergence_threshold)
@@ -315,6 +331,8 @@ cannot compute such inner products from element-wise signed logs with any accura
             widths.append(("secant_update", 1))
         if secant_features:
             widths.append(("secant", 3))
+        if ritz_memory:
+            widths.append(("ritz", 2 * ritz_memory))
         if include_context:
             widths.append(("context", m))
         widths = [(block, width) for block, width in widths if block not in omit_blocks]
@@ -411,6 +429,8 @@ cannot compute such inner products from element-wise signed logs with any accura
             self._secant = torch.where(keep, self._secant, _secant(proposal - y, g_new - self._g))
         if self.step_size_base != "range":
             self._base_step = torch.where(diverged, self._base_step, self._bb_step(proposal - y, g_new - self._g))
+        if self.ritz_memory:
+            self._advance_sweep(proposal - y, g_new - self._g, ~diverged)
         self._y = torch.where(keep, y, proposal)
         self._g = torch.where(keep, self._g, g_new)
         self._f = torch.where(diverged, self._f, f_new)
@@ -473,7 +493,25 @@ cannot compute such inner products from element-wise signed logs with any accura
         fallback). Returns float32 actions (N, action_dim) in [-1, 1].
         """
         secant = self._secant[:, 1] if long_step else self._secant[:, 2]
-        log_step = torch.where(self._secant[:, 0] > 0, secant, math.log(fallback_step))
+        return self._step_action(torch.where(self._secant[:, 0] > 0, secant, math.log(fallback_step)))
+
+    def lmsd_action(self, fallback_step: float) -> torch.Tensor:
+        """The action of limited-memory steepest descent's next step (Fletcher 2012), ``(N, action_dim)``.
+
+        The step of the current sweep at its next index (the ``ritz`` block; needs ``ritz_memory`` > 0), and
+        ``fallback_step`` before the first update of an episode (LMSD's safeguarded first step). Mapped to
+        the action as :meth:`barzilai_borwein_action` maps its step: with ``fallback_step = first_step`` and
+        a ``step_size_base`` the iterates are those of ``run_optimizer("lmsd", ..., step_size=first_step,
+        memory=ritz_memory)`` up to rounding.
+        """
+        if not self.ritz_memory:
+            raise ValueError(f"{self.name}: the LMSD expert needs the Ritz history (ritz_memory > 0)")
+        next_step = self._sweep.gather(1, self._sweep_next.clamp_max(self.ritz_memory - 1).unsqueeze(-1)).squeeze(-1)
+        started = self._sweep_length > 0
+        return self._step_action(torch.where(started, next_step.clamp_min(BB_MIN_STEP).log(), math.log(fallback_step)))
+
+    def _step_action(self, log_step: torch.Tensor) -> torch.Tensor:
+        """The action ``(N, action_dim)`` in [-1, 1] that takes the gradient step of size exp(``log_step``) ``(N,)``."""
         if self.action_mode == "update":
             unit = self._grad_unit.unsqueeze(-1) if self.update_scaling == "gradient" else 1.0
             update = -log_step.exp().unsqueeze(-1) * self._g / (self.action_scale * unit)
@@ -495,6 +533,10 @@ cannot compute such inner products from element-wise signed logs with any accura
         self._hist_dy, self._hist_g = zeros(N, h, n), zeros(N, h, n)
         self._secant = zeros(N, 3)
         self._base_step = zeros(N) + self.first_step
+        M = self.ritz_memory
+        self._ritz_steps, self._ritz_changes, self._sweep = zeros(N, M, n), zeros(N, M, n), zeros(N, M)
+        counters = torch.zeros(3, N, dtype=torch.int64, device=self.device)
+        self._pairs, self._sweep_next, self._sweep_length = counters[0], counters[1], counters[2]
         self._t = torch.zeros(N, dtype=torch.int64, device=self.device)
         self._return = torch.zeros(N, dtype=torch.float32, device=self.device)
 
@@ -569,6 +611,8 @@ cannot compute such inner products from element-wise signed logs with any accura
         self._hist_g[rows] = 0.0
         self._secant[rows] = 0.0
         self._base_step[rows] = self.first_step
+        self._ritz_steps[rows], self._ritz_changes[rows], self._sweep[rows] = 0.0, 0.0, 0.0
+        self._pairs[rows], self._sweep_next[rows], self._sweep_length[rows] = 0, 0, 0
         self._t[rows] = 0
         self._return[rows] = 0.0
 
@@ -578,6 +622,31 @@ cannot compute such inner products from element-wise signed logs with any accura
         valid, long_step, short_step = barzilai_borwein_steps(s, z)
         step = (long_step if self.step_size_base == "bb1" else short_step).clamp(BB_MIN_STEP, BB_MAX_STEP)
         return torch.where(valid, step, torch.full_like(step, self.first_step))
+
+    def _advance_sweep(self, s: torch.Tensor, z: torch.Tensor, taken: torch.Tensor) -> None:
+        """LMSD's schedule after update s and gradient change z in the rows ``taken``: store the pair, move to
+        the sweep's next index, and start a new sweep over the stored pairs where this one is used up."""
+        mask = taken.view(-1, 1, 1)
+        self._ritz_steps = torch.where(mask, torch.cat([self._ritz_steps[:, 1:], s.unsqueeze(1)], 1), self._ritz_steps)
+        self._ritz_changes = torch.where(mask, torch.cat([self._ritz_changes[:, 1:], z.unsqueeze(1)], 1),
+                                         self._ritz_changes)
+        in_sweep = taken & (self._pairs > 0)
+        self._pairs = self._pairs + taken.long()
+        self._sweep_next = self._sweep_next + in_sweep.long()
+        renew = taken & (self._sweep_next >= self._sweep_length)
+        fresh = lmsd_sweep(self._ritz_steps, self._ritz_changes, self.first_step)
+        self._sweep = torch.where(renew.unsqueeze(-1), fresh, self._sweep)
+        self._sweep_next = torch.where(renew, 0, self._sweep_next)
+        self._sweep_length = torch.where(renew, self._pairs.clamp_max(self.ritz_memory), self._sweep_length)
+
+    def _ritz(self) -> torch.Tensor:
+        """The ``ritz`` block ``(N, 2M)``: the sweep's log step sizes (relative to the base step) and its next index."""
+        slots = torch.arange(self.ritz_memory, device=self.device)
+        base = self._base_step.unsqueeze(-1) if self.step_size_base != "range" else 1.0
+        log_steps = (self._sweep / base).clamp_min(1e-30).log()
+        log_steps = torch.where(slots < self._sweep_length.unsqueeze(-1), log_steps, 0.0)
+        started = (self._sweep_length > 0).unsqueeze(-1)
+        return torch.cat([log_steps, (started & (slots == self._sweep_next.unsqueeze(-1))).to(self.dtype)], dim=-1)
 
     def _gap(self) -> torch.Tensor:
         """f(y_t) − f* ≥ 0 per copy (only with a solver)."""
@@ -614,6 +683,7 @@ cannot compute such inner products from element-wise signed logs with any accura
             "gradient_history": lambda: signed_log(self._hist_g / unit.unsqueeze(1)).mT,
             "secant_update": lambda: (self._secant[:, :1] * self._secant[:, 2:].exp() * self._g / unit).unsqueeze(-1),
             "secant": lambda: self._secant,
+            "ritz": self._ritz,
             "context": lambda: self._x,
         }
         # per-coordinate blocks as (N, n, width): block-major (flattened width-major) or row by row

@@ -52,7 +52,7 @@ def test_writes_json_png_and_tensorboard_with_documented_keys(untrained):
                 "num_heldout", "heldout_seed", "tuning_seed", "json", "png", "best_barzilai_borwein",
                 "barzilai_borwein_ratio"):
         assert key in summary
-    assert set(summary["final_mean_gap"]) == {"policy", "gd", "momentum", "adam", "bb1", "bb2", "lbfgs"}
+    assert set(summary["final_mean_gap"]) == {"policy", "gd", "momentum", "adam", "bb1", "bb2", "lmsd", "lbfgs"}
     assert summary["best_baseline"] in ("gd", "momentum", "adam")
     best = summary["final_mean_gap"][summary["best_baseline"]]
     assert summary["ratio"] == pytest.approx(summary["final_mean_gap"]["policy"] / best)
@@ -151,5 +151,5 @@ def test_learned_optimizers_benchmark_lists_every_tuned_classical_optimizer():
     table = learned_optimizers(config, ["env.problem.dim=3", "env.iterate.max_iterations=5"], num_heldout=8,
                                num_tuning=8)
     rows = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[4:]}
-    assert rows == {"gd", "momentum", "adam", "bb1", "bb2", "lbfgs"}
+    assert rows == {"gd", "momentum", "adam", "bb1", "bb2", "lmsd", "lbfgs"}
     assert "T = 5" in table and "step_size=" in table

@@ -7,7 +7,9 @@ from amorctl.optimizers import (
     LBFGS,
     OPTIMIZERS,
     barzilai_borwein_steps,
+    lmsd_sweep,
     make_optimizer,
+    ritz_values,
     run_optimizer,
     step_size_scores,
     tune_step_size,
@@ -48,10 +50,10 @@ def lasso():
 
 def test_registry_and_run_shapes(easy_quadratic):
     problem, _, x = easy_quadratic
-    assert set(OPTIMIZERS) == {"gd", "projected_gd", "momentum", "nesterov", "adam", "bb1", "bb2", "lbfgs", "ista",
-                               "fista"}
+    assert set(OPTIMIZERS) == {"gd", "projected_gd", "momentum", "nesterov", "adam", "bb1", "bb2", "lmsd", "lbfgs",
+                               "ista", "fista"}
     y0 = torch.randn(16, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    for name in [*SMOOTH, "bb1", "bb2"]:
+    for name in [*SMOOTH, "bb1", "bb2", "lmsd"]:
         run = run_optimizer(name, problem, x, y0, 7)
         assert run.objective_values.shape == (8, 16) and run.solution.shape == (16, 5)
         assert run.diverged.shape == (16,) and not run.diverged.any()
@@ -298,3 +300,46 @@ def test_barzilai_borwein_takes_proximal_steps_on_a_composite_family(lasso):
                         **hyper)
     assert (run.solution == 0).any()  # the soft threshold's exact zeros: proximal, not gradient, steps
     assert float((run.objective_values[-1] - f_star).max()) < 1e-3
+
+
+def test_ritz_values_match_a_hand_computation():
+    a = torch.diag(torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64))
+    # span{(1, 0, 1), (0, 1, 0)} has the orthonormal basis (e₁ + e₃)/√2, e₂: Qᵀ A Q = diag((1 + 9)/2, 4) = diag(5, 4).
+    steps = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], [[0.0, 0.0, 0.0], [1.0, 0.0, 1.0]]], dtype=torch.float64)
+    theta, valid = ritz_values(steps, steps @ a)
+    torch.testing.assert_close(theta[0], torch.tensor([5.0, 4.0], dtype=torch.float64))
+    assert valid[0].all()
+    # an unfilled (zero) slot is dropped: the one pair left gives 1/BB1 = sᵀz / sᵀs = 5
+    assert valid[1].tolist() == [True, False]
+    torch.testing.assert_close(theta[1, 0], torch.tensor(5.0, dtype=torch.float64))
+    # two dependent updates span one direction: one Ritz value, the other slot takes the sweep's shortest step
+    dependent = torch.tensor([[[1.0, 0.0, 1.0], [2.0, 0.0, 2.0]]], dtype=torch.float64)
+    assert ritz_values(dependent, dependent @ a)[1].tolist() == [[True, False]]
+    torch.testing.assert_close(lmsd_sweep(steps, steps @ a, 0.5), torch.tensor([[0.2, 0.25], [0.2, 0.2]],
+                                                                                dtype=torch.float64))
+    # no positive curvature anywhere: the fallback step
+    negative = lmsd_sweep(steps[1:], -(steps[1:] @ a), 0.5)
+    torch.testing.assert_close(negative, torch.full((1, 2), 0.5, dtype=torch.float64))
+
+
+def test_lmsd_with_memory_one_is_bb1_and_with_memory_n_solves_a_quadratic_in_a_few_sweeps(ill_conditioned_quadratic):
+    problem, _, x = ill_conditioned_quadratic  # n = 10, κ = 100
+    y0, f_star = torch.zeros(16, 10, dtype=torch.float64), problem.optimal_value(x)
+    torch.testing.assert_close(run_optimizer("lmsd", problem, x, y0, 20, step_size=0.1, memory=1).objective_values,
+                               run_optimizer("bb1", problem, x, y0, 20, step_size=0.1).objective_values)
+    # sweeps of 1, 1, 2, 4, 8, 10 steps (26 iterations): the Krylov space of the last 10 updates is the whole space
+    # after the 10-step sweep's start, the Ritz values are A's eigenvalues, and the last sweep annihilates ∇f.
+    gap = run_optimizer("lmsd", problem, x, y0, 26, step_size=1.0, memory=10).objective_values[-1] - f_star
+    bb2_gap = run_optimizer("bb2", problem, x, y0, 26, step_size=1.0).objective_values[-1] - f_star
+    assert float(gap.abs().max()) < 1e-12 * float(f_star.abs().max())
+    assert float(bb2_gap.mean()) > 1e3 * float(gap.clamp_min(0).mean() + 1e-30)
+
+
+def test_lmsd_tolerates_float32_and_rejects_a_bad_memory(ill_conditioned_quadratic):
+    problem, _, x = ill_conditioned_quadratic
+    x, y0 = x.float(), torch.zeros(16, 10)
+    run = run_optimizer("lmsd", problem, x, y0, 30, step_size=1.0, memory=10)
+    assert not run.diverged.any()
+    assert float((run.objective_values[-1] - problem.optimal_value(x.double()).float()).mean()) < 1e-4
+    with pytest.raises(ValueError, match="memory"):
+        run_optimizer("lmsd", problem, x, y0, 1, memory=0)

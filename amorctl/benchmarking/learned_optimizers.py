@@ -1,14 +1,15 @@
-"""Learned optimizers against the classical ones, Barzilai–Borwein and L-BFGS included, on held-out problems.
+"""Learned optimizers against the classical ones, Barzilai–Borwein, LMSD and L-BFGS included, on held-out problems.
 
 ``python scripts/benchmark.py learned-optimizers --config CONFIG [--runs RUN ...]`` prints two tables:
 
-- every classical optimizer of the config's family (gradient descent, momentum, Adam, BB1, BB2, L-BFGS;
+- every classical optimizer of the config's family (gradient descent, momentum, Adam, BB1, BB2, limited-memory
+  steepest descent (LMSD), L-BFGS;
   ISTA and FISTA for composite families), each tuned on the tuning problems and run on the held-out
   problems that :func:`~amorctl.eval.optimizer_comparison.compare_with_baselines` uses for a run of that
   config (:func:`~amorctl.eval.optimizer_comparison.classical_comparison`): the reference figures;
 - for each trained run given, the policy's mean final gap on its own held-out problems beside the best
   tuned GD / momentum / Adam (``ratio``; the learned-optimizer bar is ≤ 0.5), the better Barzilai–Borwein
-  rule (``× BB``) and L-BFGS, from :func:`~amorctl.eval.optimizer_comparison.compare_with_baselines` (which
+  rule (``× BB``), LMSD and L-BFGS, from :func:`~amorctl.eval.optimizer_comparison.compare_with_baselines` (which
   also writes each run's ``eval/optimizer_comparison.json`` and ``.png``);
 - with ``--blocks K``, for each run a third table: the policy and that better BB (its tuned hyper-parameters)
   on K further blocks of held-out problems of the same size (:data:`~amorctl.eval.seeds.BLOCKS_SEED_OFFSET`):
@@ -76,6 +77,7 @@ def learned_optimizers(
             "ratio",
             "better BB",
             "× BB",
+            "LMSD",
             "L-BFGS",
         ]
         rows, block_rows = [], []
@@ -108,6 +110,7 @@ def learned_optimizers(
                     summary["ratio"],
                     f"{bb} {gaps[bb]:.3g}",
                     summary["barzilai_borwein_ratio"],
+                    gaps["lmsd"],
                     gaps["lbfgs"],
                 ]
             )

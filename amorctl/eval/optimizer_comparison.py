@@ -3,7 +3,8 @@
 A TD3 policy trained on :class:`~amorctl.envs.IterateEnv` is a learned update rule (seed section
 2.2.3). :func:`compare_with_baselines` runs it for the environment's T iterations on held-out
 contexts and runs gradient descent, heavy-ball momentum and Adam (the baselines the learned
-optimizer has to beat) plus the Barzilai–Borwein steps BB1 and BB2 and L-BFGS (reported alongside;
+optimizer has to beat) plus the Barzilai–Borwein steps BB1 and BB2, limited-memory steepest descent (LMSD) and
+L-BFGS (reported alongside;
 ISTA and FISTA too for composite families)
 from the very same initial iterates, each with hyper-parameters tuned on *training* contexts only:
 
@@ -12,7 +13,7 @@ from the very same initial iterates, each with hyper-parameters tuned on *traini
 - tuning contexts and initial iterates come from the same construction with
   ``reset(seed=config.seed + TUNING_SEED_OFFSET)``, a different seed (the streams of every evaluation
   are in :mod:`amorctl.eval.seeds`);
-- a baseline's step size (and, for momentum, its momentum) is the grid point with the lowest mean
+- a baseline's step size (and, for momentum, its momentum; for LMSD, its memory) is the grid point with the lowest mean
   objective after T iterations on the tuning contexts, never diverging there
   (:func:`amorctl.optimizers.step_size_scores`).
 
@@ -51,7 +52,7 @@ from amorctl.run.config import resolve_device
 REQUIRED_BASELINES = ("gd", "momentum", "adam")
 """The baselines the learned optimizer is compared with in ``ratio`` (the best of them)."""
 
-REFERENCE_BASELINES = ("bb1", "bb2", "lbfgs")
+REFERENCE_BASELINES = ("bb1", "bb2", "lmsd", "lbfgs")
 """Reported alongside, not part of ``ratio``; ISTA and FISTA are added for composite families."""
 
 BARZILAI_BORWEIN = ("bb1", "bb2")
@@ -59,6 +60,10 @@ BARZILAI_BORWEIN = ("bb1", "bb2")
 
 MOMENTUM_GRID = (0.5, 0.8, 0.9, 0.95)
 """Heavy-ball momenta tried (each with the whole step-size grid) when tuning ``momentum``."""
+
+LMSD_MEMORY_GRID = (3, 5, 10)
+"""Memories (sweep lengths) tried, each with the whole first-step grid, when tuning ``lmsd`` (Fletcher 2012
+suggests a few; 10 is the quadratic family's dimension, where a sweep can end in the exact solution)."""
 
 POLICY = "policy"
 """The learned optimizer's name in the JSON, the plot and TensorBoard."""
@@ -272,7 +277,8 @@ def _baselines(problem: Problem) -> list[str]:
 
 def _tune(name: str, problem: Problem, x_train: torch.Tensor, y0_train: torch.Tensor, horizon: int) -> dict[str, Any]:
     """The hyper-parameters with the lowest mean objective after T iterations on the tuning contexts."""
-    variants = [{"momentum": beta} for beta in MOMENTUM_GRID] if name == "momentum" else [{}]
+    variants = {"momentum": [{"momentum": beta} for beta in MOMENTUM_GRID],
+                "lmsd": [{"memory": memory} for memory in LMSD_MEMORY_GRID]}.get(name, [{}])
     best: tuple[float, dict[str, Any]] | None = None
     for fixed in variants:
         grid, scores = step_size_scores(name, problem, x_train, lambda x: y0_train, horizon, **fixed)

@@ -626,3 +626,30 @@ def test_the_barzilai_borwein_action_in_update_mode_is_the_gradient_step():
     short_step = ((s * z).sum(-1) / (z * z).sum(-1)).unsqueeze(-1)
     torch.testing.assert_close(env.barzilai_borwein_action(0.01, long_step=False).double(),
                                (-short_step * env._g / (2.0 * unit)).clamp(-1, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_lmsd_expert_reproduces_limited_memory_steepest_descent_and_the_ritz_block_shows_its_sweep():
+    from amorctl.optimizers import run_optimizer
+
+    problem = Quadratic(dim=6, cond_max=30.0)
+    env = IterateEnv(problem, 8, max_iterations=12, action="step_size", step_size_base="bb2", first_step=0.5,
+                     residual_scale=10.0, history=0, secant_features=True, ritz_memory=3,
+                     omit_blocks=("iterate", "gradient"), tolerance=0.0, dtype=torch.float64)
+    assert env.observation_slices["ritz"] == slice(6, 12) and env.observation_dim == 12
+    obs = env.reset(seed=3)
+    x, y0 = env.contexts, env.iterates
+    assert (obs[:, 6:] == 0).all()  # no sweep before the first update
+    torch.testing.assert_close(env.lmsd_action(0.5), torch.zeros(8, 1))  # the first step is BB2's: first_step
+    obs = env.step(env.lmsd_action(0.5))[0]
+    # a sweep of one step, 1/θ = BB1: the slot holds log(BB1 / BB2) ≥ 0, the next index is 0
+    torch.testing.assert_close(obs[:, 6], obs[:, 4] - obs[:, 5])  # secant block: log BB1, log BB2
+    assert (obs[:, 7:9] == 0).all() and (obs[:, 9] == 1).all() and (obs[:, 10:] == 0).all()
+    for _ in range(10):
+        obs = env.step(env.lmsd_action(0.5))[0]
+    expected = run_optimizer("lmsd", problem, x, y0, 11, step_size=0.5, memory=3).solution
+    torch.testing.assert_close(env.iterates, expected, rtol=1e-4, atol=1e-8)
+    assert (obs[:, 9:].sum(-1) == 1).all()  # one next index
+    with pytest.raises(ValueError, match="ritz_memory"):
+        IterateEnv(problem, 2, ritz_memory=-1)
+    with pytest.raises(ValueError, match="ritz_memory"):
+        IterateEnv(problem, 2).lmsd_action(0.5)
