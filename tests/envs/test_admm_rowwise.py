@@ -46,13 +46,14 @@ def test_a_rowwise_policy_built_at_m_rows_acts_on_m_prime_rows():
     assert torch.allclose(actor(permuted), actor(obs)[:, perm], atol=1e-6)
 
 
-def test_td3_rowwise_trains_on_admm_and_its_policy_runs_on_another_size():
-    env = make_env(3, num_envs=2, iterations_per_step=5, max_steps=4)
-    agent = TD3(env, policy="rowwise", hidden_sizes=(8,), batch_size=8, learning_starts=8, buffer_size=64, seed=0)
+@pytest.mark.parametrize("policy", ["rowwise", "rowwise_set"])
+def test_td3_rowwise_trains_on_admm_and_its_policy_runs_on_another_size(policy):
+    env = make_env(3, num_envs=2, iterations_per_step=5, max_steps=4, features=["log_slack"], row_mean=False)
+    agent = TD3(env, policy=policy, hidden_sizes=(8,), batch_size=8, learning_starts=8, buffer_size=64, seed=0)
     before = [p.clone() for p in agent.actor.parameters()]
     agent.learn(32)
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
-    other = make_env(5, num_envs=2)
+    other = make_env(5, num_envs=2, features=["log_slack"], row_mean=False)
     action = agent.predict(other.reset(seed=0))
     assert action.shape == (2, other.num_constraints)
 

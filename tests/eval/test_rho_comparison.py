@@ -26,18 +26,22 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rlqp_random_qp.yaml"
 
 def test_the_shipped_config_validates_and_bad_keys_are_refused():
     config = load_config(CONFIG)
-    assert config.env.kind == "admm" and config.td3["policy"] == "rowwise"
+    assert config.env.kind == "admm" and config.td3["policy"] == "rowwise_set"
+    assert config.env.admm["features"] == ["log_slack"] and config.env.admm["row_mean"] is False
     assert config.env.admm["eps_abs"] == config.env.admm["eps_rel"] == 1e-6
     for override, key in (
         ("td3.policy=rowwize", "td3.policy"),
         ("env.admm.rho_log_range=-1", "env.admm.rho_log_range"),
+        ("env.admm.features=[slack]", "env.admm.features"),
+        ("env.admm.row_mean=maybe", "env.admm.row_mean"),
         ("env.family.n=0", "env.family.n"),
     ):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_config(CONFIG, [override])
 
 
-def test_the_policy_rule_solves_as_the_environment_steps():
+@pytest.mark.parametrize("selection", [{}, {"features": ["log_slack", "log_rho"], "row_mean": False}])
+def test_the_policy_rule_solves_as_the_environment_steps(selection):
     """PolicyRho on the batched solver reproduces the episodes of ADMMEnv under the same policy and problems."""
     torch.manual_seed(0)
     options = {
@@ -46,6 +50,7 @@ def test_the_policy_rule_solves_as_the_environment_steps():
         "action": "per_constraint",
         "rho_log_range": 3.0,
         "observation_clip": 1e3,
+        **selection,
     }
     env = ADMMEnv(make_qp_family("random_qp", n=4), 4, eps_abs=1e-6, eps_rel=1e-6, **options)
     actor = build_actor(env, (8,), "rowwise")
