@@ -201,9 +201,8 @@ class RowwiseCritic(nn.Module):
         self, obs: torch.Tensor, action: torch.Tensor, member: int | None = None, frozen: bool = False
     ) -> torch.Tensor:
         """Per-row values of a batch (B, ·): shape (E, B, R) for all members, or (B, R) for one ``member``."""
-        inputs = self.layout.row_inputs(obs)
+        inputs, actions = _rows(self.layout, obs, action)
         batch, rows = inputs.shape[:2]
-        actions = action.unflatten(-1, (rows, self.layout.row_actions))
         q = self.critic(inputs.flatten(0, 1), actions.flatten(0, 1), member, frozen)
         return q.unflatten(-1, (batch, rows))
 
@@ -235,9 +234,8 @@ class SetCritic(nn.Module):
         self, obs: torch.Tensor, action: torch.Tensor, member: int | None = None, frozen: bool = False
     ) -> torch.Tensor:
         """The joint value of a batch (B, ·), repeated per row: (E, B, R), or (B, R) for one ``member``."""
-        inputs = self.layout.row_inputs(obs)
+        inputs, actions = _rows(self.layout, obs, action)
         batch, rows = inputs.shape[:2]
-        actions = action.unflatten(-1, (rows, self.layout.row_actions))
         x = torch.cat([inputs, actions], dim=-1).flatten(0, 1)
         if member is None:
             x = x.expand(self.num_members, *x.shape)
@@ -246,6 +244,12 @@ class SetCritic(nn.Module):
         x = torch.relu(self.head[0](x.unflatten(-2, (batch, rows)).mean(-2), member, frozen))
         q = self.head[1](x, member, frozen)
         return q.expand(*q.shape[:-1], rows)
+
+
+def _rows(layout: RowLayout, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's row inputs ``(B, R, ·)`` (:meth:`RowLayout.row_inputs`) and its actions row by row ``(B, R, A)``."""
+    inputs = layout.row_inputs(obs)
+    return inputs, action.unflatten(-1, (inputs.shape[-2], layout.row_actions))
 
 
 def _layout(env_or_layout: object, policy: PolicyKind) -> RowLayout | None:
