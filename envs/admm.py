@@ -29,6 +29,8 @@ from typing import Annotated, Literal
 
 import torch
 from annotated_types import Gt, MinLen
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
 from amorctl.problems.qp import QPFamily
@@ -40,6 +42,20 @@ RewardMode = Literal["per_step", "log_residual"]
 Feature = Literal["log_slack", "dual", "residual", "log_rho", "log_primal_ratio", "log_dual_ratio"]
 FEATURES: tuple[Feature, ...] = ("log_slack", "dual", "residual", "log_rho", "log_primal_ratio", "log_dual_ratio")
 """Every feature of one constraint row (see :class:`ADMMEnv`), the observation's order by default."""
+
+
+def _is_selection(features: Sequence[str]) -> bool:
+    return len(set(features)) == len(features) and set(features) <= set(FEATURES)
+
+
+def _distinct(features: Sequence[str]) -> Sequence[str]:
+    if not _is_selection(features):
+        raise PydanticCustomError("distinct_features", "a list of distinct feature names")
+    return features
+
+
+FeatureSelection = Annotated[Sequence[Feature], MinLen(1), AfterValidator(_distinct)]
+"""A non-empty selection of distinct :data:`FEATURES` (a config's ``env.admm.features``)."""
 
 LOG_CLIP = 8.0
 """log₁₀ features are clipped to ±this (slack, residual ratios)."""
@@ -99,7 +115,7 @@ class ADMMEnv(BatchedEnv):
         eps_rel: Annotated[float, Gt(0)] = 1e-6,
         rho_log_range: Annotated[float, Gt(0)] = 6.0,
         observation_clip: Annotated[float, Gt(0)] = 1e3,
-        features: Annotated[Sequence[Feature], MinLen(1)] = FEATURES,
+        features: FeatureSelection = FEATURES,
         row_mean: bool = True,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
@@ -114,10 +130,9 @@ class ADMMEnv(BatchedEnv):
                 f"action must be 'per_constraint' or 'scalar' and reward 'per_step' or 'log_residual', "
                 f"got {action!r} and {reward!r}"
             )
-        features = tuple(features)
-        if len(set(features)) != len(features) or not set(features) <= set(FEATURES):
+        if not features or not _is_selection(features):
             raise ValueError(f"features must be distinct names of {FEATURES}, got {list(features)}")
-        self.features = features
+        self.features = features = tuple(features)
         self.family, self.num_envs, self.device, self.dtype = family, num_envs, torch.device(device), dtype
         self.iterations_per_step, self.max_steps = iterations_per_step, max_steps
         self.action_mode, self.reward_mode = action, reward

@@ -283,6 +283,7 @@ CASES: list[tuple[str, list[str], list[str], str]] = [
     ("admm-range-negative", ADMM, ["env.admm.rho_log_range=-2"], "'env.admm.rho_log_range'"),
     ("admm-feature-unknown", ADMM, ["env.admm.features=[log_slack, slack]"], "'env.admm.features"),
     ("admm-features-empty", ADMM, ["env.admm.features=[]"], "'env.admm.features'"),
+    ("admm-features-twice", ADMM, ["env.admm.features=[log_slack, log_slack]"], "'env.admm.features'"),
     ("admm-with-iterate-key", ADMM, ["env.iterate={max_iterations: 3}"], "'env.iterate'"),
     # --------------------------------------------------------------------------- td3: env (iterate)
     # ------------------------------------------------------------------------------ td3: env (mjwarp)
