@@ -263,16 +263,14 @@ def observe(
 ) -> torch.Tensor:
     """The :class:`ADMMEnv` observation of ``solver``'s state, ``(N, m·len(features))`` float32 (see the class
     docstring), with ``residuals`` those of the current iterate."""
-    qp, clip = solver.qp, observation_clip
-    Ax = torch.matmul(solver.x.unsqueeze(-2), qp.A.mT).squeeze(-2)
-    slack = torch.minimum(solver.z - qp.lower, qp.upper - solver.z).clamp(10**-LOG_CLIP, 10**LOG_CLIP)
+    qp, clip, z = solver.qp, observation_clip, solver.z
     ratios = log_residual_ratios(residuals, solver.settings)
-    columns = {
-        "log_slack": lambda: torch.log10(slack),
+    columns = {  # computed only when selected
+        "log_slack": lambda: torch.log10(torch.minimum(z - qp.lower, qp.upper - z).clamp(10**-LOG_CLIP, 10**LOG_CLIP)),
         "dual": lambda: solver.y.clamp(-clip, clip),
-        "residual": lambda: (solver.z - Ax).clamp(-clip, clip),
+        "residual": lambda: (z - torch.matmul(solver.x.unsqueeze(-2), qp.A.mT).squeeze(-2)).clamp(-clip, clip),
         "log_rho": lambda: torch.log10(solver.rho),
-        "log_primal_ratio": lambda: ratios[:, :1].expand_as(slack),
-        "log_dual_ratio": lambda: ratios[:, 1:].expand_as(slack),
+        "log_primal_ratio": lambda: ratios[:, :1].expand_as(z),
+        "log_dual_ratio": lambda: ratios[:, 1:].expand_as(z),
     }
     return torch.stack([columns[name]() for name in features], -1).flatten(-2).to(torch.float32)
