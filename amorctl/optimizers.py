@@ -324,6 +324,15 @@ class BarzilaiBorweinShort(BarzilaiBorwein):
     long_step = False
 
 
+def push_history(history: torch.Tensor, newest: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    """A rolling history ``(B, k, ...)``, oldest first, with its oldest entry dropped and ``newest`` ``(B, ...)``
+    appended — in the rows ``where`` ``(B,)`` only (every row when ``None``)."""
+    shifted = torch.cat([history[:, 1:], newest.unsqueeze(1)], dim=1)
+    if where is None:
+        return shifted
+    return torch.where(where.view(-1, *([1] * (history.dim() - 1))), shifted, history)
+
+
 def ritz_values(steps: torch.Tensor, gradient_changes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Ritz values of the Hessian on the span of the last updates, from updates and gradient changes alone.
 
@@ -440,12 +449,9 @@ class LimitedMemorySteepestDescent(BatchedOptimizer):
         new_y = self._rule(self.problem, y, x, step, gradient=state["gradient"])
         new_gradient = descent_gradient(self.problem, new_y, x)
 
-        def push(history: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
-            return torch.cat([history[:, 1:], newest.unsqueeze(1)], dim=1)
-
         counter = state["pairs"].new_tensor
-        return new_y, {**state, "gradient": new_gradient, "steps": push(state["steps"], new_y - y),
-                       "gradient_changes": push(state["gradient_changes"], new_gradient - state["gradient"]),
+        return new_y, {**state, "gradient": new_gradient, "steps": push_history(state["steps"], new_y - y),
+                       "gradient_changes": push_history(state["gradient_changes"], new_gradient - state["gradient"]),
                        "sweep": sweep, "position": counter(position), "length": counter(length),
                        "pairs": counter(pairs + 1)}
 
@@ -524,16 +530,12 @@ class LBFGS(BatchedOptimizer):
         accept = curvature > 1e-10 * scale  # False for NaN as well
         rho = torch.where(accept, 1.0 / torch.where(accept, curvature, 1.0), 0.0)
 
-        def push(history: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
-            shifted = torch.cat([history[:, 1:], newest.unsqueeze(1)], dim=1)
-            mask = accept.view(-1, *([1] * (history.dim() - 1)))
-            return torch.where(mask, shifted, history)
-
+        rows = accept.squeeze(-1)
         state = {
             **state,
-            "steps": push(state["steps"], s),
-            "gradient_changes": push(state["gradient_changes"], z),
-            "inverse_curvatures": push(state["inverse_curvatures"], rho.squeeze(-1)),
+            "steps": push_history(state["steps"], s, rows),
+            "gradient_changes": push_history(state["gradient_changes"], z, rows),
+            "inverse_curvatures": push_history(state["inverse_curvatures"], rho.squeeze(-1), rows),
             "gradient": new_gradient,
             "value": new_value,
         }

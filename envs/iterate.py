@@ -19,7 +19,7 @@ from annotated_types import Ge, Gt
 from pydantic import AllowInfNan
 
 from amorctl.envs.base import BatchedEnv, RowLayout, StepResult
-from amorctl.optimizers import BB_MAX_STEP, BB_MIN_STEP, barzilai_borwein_steps, lmsd_sweep
+from amorctl.optimizers import BB_MAX_STEP, BB_MIN_STEP, barzilai_borwein_steps, lmsd_sweep, push_history
 from amorctl.problems.base import Problem, ProblemArgumentError
 
 ActionMode = Literal["update", "step_size"]
@@ -626,10 +626,8 @@ values of several past updates, which the last secant pair alone cannot give, an
     def _advance_sweep(self, s: torch.Tensor, z: torch.Tensor, taken: torch.Tensor) -> None:
         """LMSD's schedule after update s and gradient change z in the rows ``taken``: store the pair, move to
         the sweep's next index, and start a new sweep over the stored pairs where this one is used up."""
-        mask = taken.view(-1, 1, 1)
-        self._ritz_steps = torch.where(mask, torch.cat([self._ritz_steps[:, 1:], s.unsqueeze(1)], 1), self._ritz_steps)
-        self._ritz_changes = torch.where(mask, torch.cat([self._ritz_changes[:, 1:], z.unsqueeze(1)], 1),
-                                         self._ritz_changes)
+        self._ritz_steps = push_history(self._ritz_steps, s, taken)
+        self._ritz_changes = push_history(self._ritz_changes, z, taken)
         in_sweep = taken & (self._pairs > 0)
         self._pairs = self._pairs + taken.long()
         self._sweep_next = self._sweep_next + in_sweep.long()
